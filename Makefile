@@ -1,0 +1,32 @@
+# Two commands on a fresh machine: `make run` (serve the bundled model) and `make test` (the whole suite).
+PYTHON ?= python3.11
+VENV ?= .venv
+PORT ?= 8000
+BIN := $(VENV)/bin
+
+.PHONY: run test lint bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.runtime: requirements.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements.txt
+	touch $@
+
+$(VENV)/.dev: requirements.txt requirements-dev.txt | $(BIN)/python
+	$(BIN)/pip install --quiet -r requirements-dev.txt
+	touch $@
+
+run: $(VENV)/.runtime
+	PORT=$(PORT) $(BIN)/gunicorn -c scripts/deploy/gunicorn.conf.py
+
+test: $(VENV)/.dev
+	$(BIN)/ruff check src scripts tests
+	$(BIN)/python -m pytest
+
+bench: $(VENV)/.dev
+	$(BIN)/python scripts/bench/envelope.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
