@@ -1,0 +1,24 @@
+"""gunicorn settings for one small container (256 MB, 0.1 vCPU): one worker, a few threads."""
+
+import os
+
+wsgi_app = "scripts.deploy.deploy:app"
+bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
+# One worker: a second copy of the model and runtime would double memory for no CPU we have.
+workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
+# gthread: /health and /ready keep answering while a prediction or the model load runs.
+worker_class = "gthread"
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# The heartbeat file on tmpfs: a disk-backed /tmp can stall the worker and get it killed.
+worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
+# At 0.1 vCPU the first requests after a wake-up are slow; do not kill a worker that is merely starved.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "120"))
+graceful_timeout = 20
+keepalive = 5
+# Bounded request lines/headers: part of refusing oversized input before reading it.
+limit_request_line = 4094
+limit_request_fields = 50
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'

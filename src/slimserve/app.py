@@ -1,0 +1,66 @@
+"""The application factory: configuration, then each subsystem's `init_app`."""
+
+from __future__ import annotations
+
+import logging
+import re
+import uuid
+from typing import Any
+
+from flask import Flask, g, request
+
+from slimserve import config as settings
+from slimserve.imaging import ImageLimits
+from slimserve.registry import build_registry
+from slimserve.runtimes import RuntimeOptions
+from slimserve.service import PredictionService
+
+# Request ids from clients are kept only when they are short and plain, so logs cannot be forged with them.
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def create_app(config: dict[str, Any] | None = None) -> Flask:
+    """Create the app: defaults, then environment, then `config` overrides; models start loading."""
+    app = Flask("slimserve", static_folder="static")
+    app.config.from_mapping(settings.from_env())
+    if config:
+        app.config.update(config)
+    # Flask/werkzeug refuse larger bodies with 413 before reading them.
+    app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
+    app.json.sort_keys = False
+    init_request_id(app)
+    init_models(app)
+    from slimserve import views
+
+    views.init_app(app)
+    return app
+
+
+def init_models(app: Flask) -> None:
+    """Build the registry and the prediction service, and start loading the models."""
+    cfg = app.config
+    options = RuntimeOptions(intra_op_threads=cfg["INTRA_OP_THREADS"])
+    registry = build_registry(cfg["MODEL_PATH"], cfg["RUNTIME"], default=cfg["DEFAULT_MODEL"],
+                              options=options, auto_compile=cfg["AUTO_COMPILE"], runtimes=cfg.get("RUNTIMES"))
+    limits = ImageLimits(max_pixels=cfg["MAX_IMAGE_PIXELS"], min_side=cfg["MIN_IMAGE_SIDE"])
+    app.extensions["slimserve.registry"] = registry
+    app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"])
+    registry.load_all(background=cfg["LOAD_ASYNC"])
+    logging.getLogger(__name__).info("serving %s with the %s runtime", ", ".join(registry.entries),
+                                     cfg["RUNTIME"])
+
+
+def init_request_id(app: Flask) -> None:
+    """Give every request an id (the client's X-Request-ID if sane) and echo it in the response."""
+
+    @app.before_request
+    def _assign() -> None:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID.match(incoming) else uuid.uuid4().hex
+
+    @app.after_request
+    def _echo(response):
+        response.headers["X-Request-ID"] = g.get("request_id", "")
+        response.headers.setdefault("Cache-Control", "no-store")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response

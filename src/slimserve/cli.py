@@ -1,0 +1,123 @@
+"""Command line: `python -m slimserve compile|check|predict …`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from slimserve.errors import SlimserveError
+from slimserve.manifest import CROPS, RESIZE_METHODS
+
+
+def _number(text: str) -> float:
+    """Accept `0.0039`, `1/255` and the like."""
+    return float(Fraction(text))
+
+
+def _labels(text: str) -> list[str]:
+    labels = [label.strip() for label in text.split(",") if label.strip()]
+    if len(labels) < 2:
+        raise argparse.ArgumentTypeError("give at least two comma-separated labels")
+    return labels
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for every sub-command."""
+    parser = argparse.ArgumentParser(prog="slimserve", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    comp = sub.add_parser("compile", help="compile a Keras .h5 to ONNX beside it (needs TensorFlow)")
+    comp.add_argument("model", type=Path, help="path to the .h5 file")
+    comp.add_argument("--name", help="model name (default: from the manifest, the folder or the file)")
+    comp.add_argument("--version", help="model version")
+    comp.add_argument("--image-size", type=int, help="square input size in pixels (sets height and width)")
+    comp.add_argument("--height", type=int)
+    comp.add_argument("--width", type=int)
+    comp.add_argument("--color", choices=["grayscale", "rgb"])
+    comp.add_argument("--crop", choices=CROPS)
+    comp.add_argument("--resize", choices=RESIZE_METHODS)
+    comp.add_argument("--scale", type=_number, help="pixel multiplier, e.g. 1/255")
+    comp.add_argument("--offset", type=_number, help="added after scaling, e.g. -1")
+    comp.add_argument("--layout", choices=["NHWC"], help="tensor layout (Keras models are channels-last)")
+    comp.add_argument("--labels", type=_labels, help="comma-separated class names, e.g. NORMAL,PNEUMONIA")
+    comp.add_argument("--positive-label", help="the class `probability` refers to (binary models)")
+    comp.add_argument("--threshold", type=float, help="decision threshold on P(positive)")
+    comp.add_argument("--description")
+    comp.add_argument("--opset", type=int, default=17)
+
+    check = sub.add_parser("check", help="verify a model loads and predicts, as the server would")
+    check.add_argument("model", type=Path, help="MODEL_PATH: a .h5, a model folder or a folder of models")
+    check.add_argument("--runtime", default="onnx")
+
+    pred = sub.add_parser("predict", help="classify image files locally, printing JSON lines")
+    pred.add_argument("images", type=Path, nargs="+")
+    pred.add_argument("--model-path", type=Path, help="default: MODEL_PATH or the bundled model")
+    pred.add_argument("--runtime", default="onnx")
+    return parser
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    values = {
+        "name": args.name, "version": args.version, "color": args.color, "crop": args.crop,
+        "resize": args.resize, "scale": args.scale, "offset": args.offset, "layout": args.layout,
+        "labels": args.labels, "positive_label": args.positive_label, "threshold": args.threshold,
+        "description": args.description, "height": args.height, "width": args.width,
+    }
+    if args.image_size:
+        values["height"] = values["height"] or args.image_size
+        values["width"] = values["width"] or args.image_size
+    return {key: value for key, value in values.items() if value is not None}
+
+
+def _compile(args: argparse.Namespace) -> dict[str, Any]:
+    from slimserve.compiler import compile_model
+
+    manifest = compile_model(args.model, _overrides(args), opset=args.opset)
+    return {"compiled": str(manifest.compiled_path), "manifest": manifest.to_dict()}
+
+
+def _check(args: argparse.Namespace) -> dict[str, Any]:
+    from slimserve.registry import build_registry
+
+    registry = build_registry(str(args.model), args.runtime, auto_compile=False)
+    registry.load_all(background=False)
+    return {name: {"ready": entry.ready, "error": entry.error, "version": entry.manifest.version}
+            for name, entry in registry.entries.items()}
+
+
+def _predict(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from dataclasses import asdict
+
+    from slimserve.config import from_env
+    from slimserve.imaging import ImageLimits
+    from slimserve.registry import build_registry
+    from slimserve.service import PredictionService
+
+    registry = build_registry(str(args.model_path or from_env()["MODEL_PATH"]), args.runtime, auto_compile=False)
+    registry.load_all(background=False)
+    service = PredictionService(registry, ImageLimits(), ready_wait_seconds=0)
+    results = []
+    for image in args.images:
+        try:
+            results.append(asdict(service.predict_image(image.read_bytes(), image.name)))
+        except SlimserveError as exc:
+            results.append({"filename": image.name, "error": {"code": exc.code, "message": exc.message}})
+    return results
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run a sub-command; exit status 1 with a one-line message on a model error."""
+    args = build_parser().parse_args(argv)
+    try:
+        result = {"compile": _compile, "check": _check, "predict": _predict}[args.command](args)
+    except SlimserveError as exc:
+        print(f"slimserve {args.command}: {exc.message}", file=sys.stderr)
+        return 1
+    print(json.dumps(result, indent=2))
+    if args.command == "check" and not all(model["ready"] for model in result.values()):
+        return 1
+    return 0

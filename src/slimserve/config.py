@@ -1,0 +1,53 @@
+"""Configuration: read from the environment in this one place, every variable documented in the README."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUNDLED_MODEL = REPO_ROOT / "artifacts" / "models" / "pneumonia" / "1.0.0" / "model.h5"
+
+# name in app.config -> (environment variable, parser, default)
+SETTINGS: dict[str, tuple[str, Any, Any]] = {
+    "MODEL_PATH": ("MODEL_PATH", str, str(BUNDLED_MODEL)),
+    "DEFAULT_MODEL": ("SLIMSERVE_DEFAULT_MODEL", str, None),
+    "RUNTIME": ("SLIMSERVE_RUNTIME", str, "onnx"),
+    "MAX_UPLOAD_BYTES": ("SLIMSERVE_MAX_UPLOAD_BYTES", int, 10 * 1024 * 1024),
+    "MAX_IMAGE_PIXELS": ("SLIMSERVE_MAX_IMAGE_PIXELS", int, 40_000_000),
+    "MIN_IMAGE_SIDE": ("SLIMSERVE_MIN_IMAGE_SIDE", int, None),
+    "READY_WAIT_SECONDS": ("SLIMSERVE_READY_WAIT_SECONDS", float, 30.0),
+    "LOAD_ASYNC": ("SLIMSERVE_LOAD_ASYNC", "bool", True),
+    "AUTO_COMPILE": ("SLIMSERVE_AUTO_COMPILE", "bool", True),
+    "INTRA_OP_THREADS": ("SLIMSERVE_INTRA_OP_THREADS", int, 1),
+    "GIT_COMMIT": ("GIT_COMMIT", str, None),
+    "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
+}
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def _parse(name: str, raw: str, parser: Any) -> Any:
+    if parser == "bool":
+        value = raw.strip().lower()
+        if value in _TRUE:
+            return True
+        if value in _FALSE:
+            return False
+        raise ValueError(f"{name} must be true or false")
+    try:
+        return parser(raw)
+    except ValueError:
+        raise ValueError(f"{name} has an invalid value") from None
+
+
+def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Settings from environment variables, falling back to defaults."""
+    env = os.environ if environ is None else environ
+    config: dict[str, Any] = {}
+    for key, (variable, parser, default) in SETTINGS.items():
+        raw = env.get(variable)
+        config[key] = default if raw is None or raw == "" else _parse(variable, raw, parser)
+    return config

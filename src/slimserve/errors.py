@@ -1,0 +1,69 @@
+"""One error hierarchy: every error the service raises carries its HTTP status and a stable code.
+
+The mapping to JSON lives in `slimserve.views.errors`; nothing else formats errors.
+"""
+
+from __future__ import annotations
+
+
+class SlimserveError(Exception):
+    """Base class: a client-safe message, a machine-readable code and an HTTP status."""
+
+    status: int = 500
+    code: str = "internal_error"
+
+    def __init__(self, message: str, *, field: str | None = None, code: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        if code is not None:
+            self.code = code
+
+
+class BadRequest(SlimserveError):
+    """The request is malformed (missing or empty file, unexpected field)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class NotFound(SlimserveError):
+    """The named model or route does not exist."""
+
+    status = 404
+    code = "not_found"
+
+
+class PayloadTooLarge(SlimserveError):
+    """The body or the decoded image is larger than the configured limits."""
+
+    status = 413
+    code = "payload_too_large"
+
+
+class UnsupportedMediaType(SlimserveError):
+    """The bytes are not of a type the model accepts."""
+
+    status = 415
+    code = "unsupported_media_type"
+
+
+class UnprocessableEntity(SlimserveError):
+    """The input has the right type but cannot be used (corrupt, truncated, too small)."""
+
+    status = 422
+    code = "unprocessable_entity"
+
+
+class ServiceUnavailable(SlimserveError):
+    """The model is still loading, or failed to load."""
+
+    status = 503
+    code = "service_unavailable"
+
+
+class ModelConfigError(SlimserveError):
+    """A model artifact is missing, stale or inconsistent; raised at start-up, never to a client."""
+
+    status = 500
+    code = "model_config_error"

@@ -1,0 +1,162 @@
+"""The registry: finds models under MODEL_PATH, checks their artifacts, loads runtimes and tracks readiness."""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from slimserve.errors import ModelConfigError, NotFound, ServiceUnavailable
+from slimserve.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from slimserve.runtimes import Runtime, RuntimeFactory, RuntimeOptions, create_runtime
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelEntry:
+    """One registered model: its manifest, its runtime and whether it is ready."""
+
+    manifest: Manifest
+    runtime: Runtime
+    loaded: threading.Event = field(default_factory=threading.Event)
+    error: str | None = None
+
+    @property
+    def ready(self) -> bool:
+        """True once the runtime loaded and answered a warm-up prediction."""
+        return self.loaded.is_set() and self.error is None
+
+    def load(self) -> None:
+        """Load the runtime and warm it up, recording any failure instead of raising."""
+        try:
+            self.runtime.load()
+            # One prediction allocates the session's buffers now rather than in the first request.
+            self.runtime.predict(np.zeros((1, *self.manifest.input.shape), dtype=np.float32))
+        except Exception as exc:
+            self.error = str(exc)
+            log.error("model %s failed to load: %s", self.manifest.name, exc)
+        finally:
+            self.loaded.set()
+
+    def wait_ready(self, timeout: float) -> None:
+        """Block until the model is ready, or raise 503 after `timeout` seconds."""
+        if not self.loaded.wait(timeout):
+            raise ServiceUnavailable("the model is still loading; retry shortly", code="model_loading")
+        if self.error is not None:
+            raise ServiceUnavailable("the model failed to load", code="model_unavailable")
+
+
+class ModelRegistry:
+    """Name → model entry, with a default model for the short routes (`/predict`)."""
+
+    def __init__(self, entries: list[ModelEntry], default: str | None = None) -> None:
+        if not entries:
+            raise ModelConfigError("no models to serve")
+        self.entries = {entry.manifest.name: entry for entry in entries}
+        if len(self.entries) != len(entries):
+            raise ModelConfigError("two models share one name")
+        self.default_name = default or entries[0].manifest.name
+        if self.default_name not in self.entries:
+            raise ModelConfigError(f"default model {self.default_name!r} is not among the loaded models")
+
+    def get(self, name: str | None = None) -> ModelEntry:
+        """The entry called `name`, or the default model."""
+        try:
+            return self.entries[name or self.default_name]
+        except KeyError:
+            raise NotFound("no model with that name", code="model_not_found", field="name") from None
+
+    def load_all(self, background: bool) -> threading.Thread | None:
+        """Load every runtime, in a daemon thread when `background` (so /health answers meanwhile)."""
+        def work() -> None:
+            for entry in self.entries.values():
+                entry.load()
+
+        if not background:
+            work()
+            return None
+        thread = threading.Thread(target=work, name="slimserve-model-loader", daemon=True)
+        thread.start()
+        return thread
+
+    @property
+    def ready(self) -> bool:
+        """True when every model is ready."""
+        return all(entry.ready for entry in self.entries.values())
+
+
+def discover_manifests(model_path: Path) -> list[Path]:
+    """Manifest files for MODEL_PATH: a model file, a model folder, or a folder of model folders."""
+    if not model_path.exists():
+        raise ModelConfigError(f"MODEL_PATH does not exist: {model_path}")
+    if model_path.is_file() or (model_path / MANIFEST_NAME).is_file():
+        return [model_path]
+    found = sorted(p.parent for p in model_path.rglob(MANIFEST_NAME))
+    if not found:
+        raise ModelConfigError(f"no {MANIFEST_NAME} under {model_path}")
+    return found
+
+
+def verify_artifacts(manifest: Manifest, runtime: str, auto_compile: bool) -> Manifest:
+    """Check the source and compiled artifacts agree; compile in a child process when allowed."""
+    source = manifest.source_path
+    if not source.is_file():
+        raise ModelConfigError(f"model file missing: {source}")
+    if runtime == "tensorflow":
+        return manifest
+    compiled = manifest.compiled_path
+    if compiled is None or not compiled.is_file():
+        if not (auto_compile and tensorflow_available()):
+            raise ModelConfigError(
+                f"{source.name} has no compiled ONNX model and TensorFlow is not installed here to compile it: "
+                f"run `python -m slimserve compile {source}` with the training requirements "
+                "(make test installs them), or build the Docker image, which compiles every bundled model"
+            )
+        compile_in_child(source)
+        return verify_artifacts(load_manifest(source), runtime, auto_compile=False)
+    actual = sha256_file(source)
+    if actual != manifest.compiled.source_sha256:
+        raise ModelConfigError(
+            f"stale compiled model: {source.name} changed since it was compiled "
+            f"(sha256 {actual[:12]}… now, {manifest.compiled.source_sha256[:12]}… when compiled); "
+            f"run `python -m slimserve compile {source}` again"
+        )
+    if sha256_file(compiled) != manifest.compiled.sha256:
+        raise ModelConfigError(f"{compiled.name} changed since it was compiled; compile {source.name} again")
+    return manifest
+
+
+def tensorflow_available() -> bool:
+    """Whether TensorFlow is installed, found without importing it."""
+    return importlib.util.find_spec("tensorflow") is not None
+
+
+def compile_in_child(source: Path) -> None:
+    """Compile a `.h5` in a separate process so the server process never imports TensorFlow."""
+    log.warning("compiling %s to ONNX (TensorFlow found; this takes a while)", source.name)
+    done = subprocess.run([sys.executable, "-m", "slimserve", "compile", str(source)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise ModelConfigError(f"compiling {source.name} failed: {done.stderr.strip()[-2000:]}")
+
+
+def build_registry(model_path: str, runtime: str = "onnx", *, default: str | None = None,
+                   options: RuntimeOptions | None = None, auto_compile: bool = True,
+                   runtimes: dict[str, RuntimeFactory] | None = None) -> ModelRegistry:
+    """Discover, verify and wrap every model under `model_path` (runtimes are built, not yet loaded)."""
+    entries = []
+    for path in discover_manifests(Path(model_path)):
+        manifest = load_manifest(path)
+        if path.is_file() and path.resolve() != manifest.source_path.resolve():
+            raise ModelConfigError(f"{MANIFEST_NAME} beside {path.name} describes {manifest.source.file}")
+        manifest = verify_artifacts(manifest, runtime, auto_compile)
+        entries.append(ModelEntry(manifest, create_runtime(runtime, manifest, options or RuntimeOptions(),
+                                                           runtimes)))
+    return ModelRegistry(entries, default)

@@ -1,0 +1,103 @@
+"""Marshmallow schemas, defined once: request validation, response serialization and the OpenAPI document."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
+
+from slimserve.manifest import ImageContractSchema
+
+
+class UploadSchema(Schema):
+    """A multipart upload: exactly one non-empty part called `file`, nothing else."""
+
+    class Meta:
+        unknown = RAISE
+
+    file = fields.List(fields.Raw(), required=True, metadata={"description": "the image (JPEG or PNG)"})
+
+    @validates("file")
+    def _one_file(self, value: list[Any], **_: Any) -> None:
+        if len(value) != 1:
+            raise ValidationError("send exactly one file per request")
+
+
+class ErrorBodySchema(Schema):
+    code = fields.String(required=True, metadata={"example": "unsupported_image_type"})
+    message = fields.String(required=True)
+    field = fields.String(metadata={"description": "the request field at fault, when there is one"})
+
+
+class ErrorSchema(Schema):
+    """Every error response, whatever the route."""
+
+    error = fields.Nested(ErrorBodySchema, required=True)
+    request_id = fields.String(required=True)
+
+
+class PredictionSchema(Schema):
+    """The answer of POST /predict. The first three keys are a contract with earlier clients."""
+
+    class Meta:
+        ordered = True
+
+    filename = fields.String(allow_none=True, required=True)
+    prediction = fields.String(required=True, metadata={"example": "PNEUMONIA"})
+    probability = fields.Float(required=True, metadata={"description": "P(positive label), e.g. P(pneumonia)"})
+    probabilities = fields.Dict(keys=fields.String(), values=fields.Float())
+    threshold = fields.Float()
+    model = fields.String(required=True)
+    version = fields.String(required=True)
+    inference_ms = fields.Float()
+    request_id = fields.String(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["ok", "loading", "unavailable"]))
+
+
+class ModelRefSchema(Schema):
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+
+
+class VersionSchema(Schema):
+    service = fields.String(required=True)
+    version = fields.String(required=True)
+    git_commit = fields.String(allow_none=True, required=True)
+    runtime = fields.String(required=True)
+    default_model = fields.String(required=True)
+    models = fields.List(fields.Nested(ModelRefSchema), required=True)
+
+
+class ModelSchema(Schema):
+    """Manifest-derived metadata of one model, including its exact input contract."""
+
+    class Meta:
+        ordered = True
+
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+    task = fields.String(required=True)
+    description = fields.String()
+    ready = fields.Boolean(required=True)
+    default = fields.Boolean(required=True)
+    labels = fields.List(fields.String(), required=True)
+    positive_label = fields.String(allow_none=True)
+    threshold = fields.Float()
+    input = fields.Nested(ImageContractSchema, required=True)
+    accepts = fields.List(fields.String(), metadata={"description": "accepted upload media types"})
+    metrics = fields.Dict()
+    source_sha256 = fields.String()
+    compiled_sha256 = fields.String(allow_none=True)
+
+
+class ModelListSchema(Schema):
+    default_model = fields.String(required=True)
+    models = fields.List(fields.Nested(ModelSchema), required=True)
+
+
+class ReadySchema(Schema):
+    ready = fields.Boolean(required=True)
+    models = fields.Dict(keys=fields.String(), values=fields.String())

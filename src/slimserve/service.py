@@ -1,0 +1,85 @@
+"""The prediction service: framework-free, between the HTTP views and the registry."""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from slimserve.imaging import ImageLimits, image_to_input
+from slimserve.manifest import Manifest
+from slimserve.registry import ModelRegistry
+
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class ImagePrediction:
+    """The answer for one image."""
+
+    filename: str | None
+    prediction: str
+    probability: float
+    probabilities: dict[str, float]
+    threshold: float
+    model: str
+    version: str
+    inference_ms: float
+
+
+class PredictionService:
+    """Turns uploaded bytes into a labelled prediction with the right model."""
+
+    def __init__(self, registry: ModelRegistry, limits: ImageLimits, ready_wait_seconds: float) -> None:
+        self.registry = registry
+        self.limits = limits
+        self.ready_wait_seconds = ready_wait_seconds
+
+    def predict_image(self, data: bytes, filename: str | None, model: str | None = None) -> ImagePrediction:
+        """Validate and preprocess an image, run the model, and label the result."""
+        entry = self.registry.get(model)
+        manifest = entry.manifest
+        batch = image_to_input(data, manifest.input, self.limits)
+        # Waiting here rather than answering 503 gives the request that woke the service a real answer.
+        entry.wait_ready(self.ready_wait_seconds)
+        started = time.perf_counter()
+        probabilities = entry.runtime.predict(batch)[0]
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        label, score = decide(manifest, probabilities)
+        return ImagePrediction(
+            filename=clean_filename(filename),
+            prediction=label,
+            probability=score,
+            probabilities={name: round(float(p), 6) for name, p in zip(manifest.labels, probabilities,
+                                                                        strict=True)},
+            threshold=manifest.threshold,
+            model=manifest.name,
+            version=manifest.version,
+            inference_ms=round(elapsed_ms, 3),
+        )
+
+
+def decide(manifest: Manifest, probabilities: np.ndarray) -> tuple[str, float]:
+    """The predicted label and the probability that goes with the `probability` key.
+
+    For a binary model that is P(positive label), whatever the decision, so clients can apply their
+    own threshold; otherwise it is the probability of the predicted class.
+    """
+    if manifest.activation == "sigmoid":
+        positive = manifest.positive_label or manifest.labels[1]
+        index = manifest.labels.index(positive)
+        score = float(probabilities[index])
+        label = positive if score >= manifest.threshold else manifest.labels[1 - index]
+        return label, round(score, 6)
+    index = int(np.argmax(probabilities))
+    return manifest.labels[index], round(float(probabilities[index]), 6)
+
+
+def clean_filename(filename: str | None) -> str | None:
+    """The client's file name without any path or control characters, at most 255 characters."""
+    if not filename:
+        return None
+    name = _UNSAFE_FILENAME.sub("", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:255] or None

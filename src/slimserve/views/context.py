@@ -1,0 +1,38 @@
+"""Accessors for the per-app objects the views use (set up by `create_app`)."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+
+from flask import current_app
+
+from slimserve.config import REPO_ROOT
+from slimserve.registry import ModelRegistry
+from slimserve.service import PredictionService
+
+
+def registry() -> ModelRegistry:
+    """The app's model registry."""
+    return current_app.extensions["slimserve.registry"]
+
+
+def service() -> PredictionService:
+    """The app's prediction service."""
+    return current_app.extensions["slimserve.service"]
+
+
+def git_commit() -> str | None:
+    """The deployed commit: Render's variable, then the Docker build arg, then the local checkout."""
+    config = current_app.config
+    return config.get("RENDER_GIT_COMMIT") or config.get("GIT_COMMIT") or _local_commit()
+
+
+@functools.cache
+def _local_commit() -> str | None:
+    try:
+        done = subprocess.run(["git", "-C", str(REPO_ROOT), "rev-parse", "HEAD"], capture_output=True,
+                              text=True, timeout=5, check=False)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return done.stdout.strip() or None if done.returncode == 0 else None

@@ -1,0 +1,58 @@
+"""Model metadata routes: what is served and exactly what input each model expects."""
+
+from __future__ import annotations
+
+from flask import Blueprint
+
+from slimserve.imaging import MEDIA_TYPES
+from slimserve.registry import ModelEntry
+from slimserve.schemas import ModelListSchema, ModelSchema, ReadySchema
+from slimserve.views.context import registry
+
+bp = Blueprint("models", __name__)
+
+
+def describe(entry: ModelEntry, default_name: str) -> dict:
+    """Manifest-derived metadata of one model."""
+    m = entry.manifest
+    return {
+        "name": m.name,
+        "version": m.version,
+        "task": m.task,
+        "description": m.description,
+        "ready": entry.ready,
+        "default": m.name == default_name,
+        "labels": m.labels,
+        "positive_label": m.positive_label,
+        "threshold": m.threshold,
+        "input": m.input,
+        "accepts": sorted(MEDIA_TYPES.values()),
+        "metrics": m.metrics,
+        "source_sha256": m.source.sha256,
+        "compiled_sha256": m.compiled.sha256 if m.compiled else None,
+    }
+
+
+@bp.get("/models")
+def list_models():
+    """Every served model."""
+    reg = registry()
+    return ModelListSchema().dump({
+        "default_model": reg.default_name,
+        "models": [describe(entry, reg.default_name) for entry in reg.entries.values()],
+    })
+
+
+@bp.get("/models/<name>")
+def get_model(name: str):
+    """One model's metadata, including its input contract."""
+    reg = registry()
+    return ModelSchema().dump(describe(reg.get(name), reg.default_name))
+
+
+@bp.get("/models/<name>/ready")
+def model_ready(name: str):
+    """Readiness of one model."""
+    entry = registry().get(name)
+    state = "ready" if entry.ready else "failed" if entry.error else "loading"
+    return ReadySchema().dump({"ready": entry.ready, "models": {name: state}}), (200 if entry.ready else 503)

@@ -1,0 +1,83 @@
+"""Image prediction routes: multipart (`-F file=@x.jpg`) or a raw image body."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from flask import Blueprint, g, request
+from marshmallow import ValidationError
+
+from slimserve.errors import BadRequest, UnsupportedMediaType
+from slimserve.schemas import PredictionSchema, UploadSchema
+from slimserve.views.context import service
+
+bp = Blueprint("predict", __name__)
+
+# A raw body is accepted with these types; the bytes still decide whether it really is an image.
+RAW_IMAGE_TYPES = {"image/jpeg", "image/jpg", "image/png", "application/octet-stream"}
+_upload_schema = UploadSchema()
+_prediction_schema = PredictionSchema()
+
+
+@bp.post("/predict")
+def predict_default():
+    """Classify one image with the default model."""
+    return _predict(None)
+
+
+@bp.post("/models/<name>/predict")
+def predict_named(name: str):
+    """Classify one image with the named model."""
+    return _predict(name)
+
+
+def _predict(model: str | None):
+    data, filename = read_upload()
+    result = service().predict_image(data, filename, model)
+    return _prediction_schema.dump({**asdict(result), "request_id": g.request_id})
+
+
+def read_upload() -> tuple[bytes, str | None]:
+    """The uploaded bytes and client file name, from a multipart form or a raw image body."""
+    mimetype = request.mimetype
+    if mimetype == "multipart/form-data":
+        return _read_multipart()
+    if mimetype in RAW_IMAGE_TYPES:
+        data = request.get_data(cache=False)
+        if not data:
+            raise BadRequest("the request body is empty", code="empty_file", field="file")
+        return data, request.args.get("filename")
+    raise UnsupportedMediaType(
+        "send multipart/form-data with a `file` field, or a raw body typed image/jpeg or image/png",
+        code="unsupported_media_type",
+    )
+
+
+def _read_multipart() -> tuple[bytes, str | None]:
+    # Every part is validated, files and plain fields alike: nothing sent is silently ignored.
+    parts = {key: request.files.getlist(key) for key in request.files}
+    for key in request.form:
+        parts.setdefault(key, []).extend(request.form.getlist(key))
+    try:
+        _upload_schema.load(parts)
+    except ValidationError as exc:
+        raise _upload_error(exc.normalized_messages()) from None
+    upload = parts["file"][0]
+    if isinstance(upload, str):
+        raise BadRequest("`file` must be a file part, not a text field", code="missing_file", field="file")
+    data = upload.read()
+    if not data:
+        raise BadRequest("the uploaded file is empty", code="empty_file", field="file")
+    return data, upload.filename
+
+
+def _upload_error(messages: dict) -> BadRequest:
+    if "file" in messages:
+        missing = "Missing data for required field." in messages["file"]
+        if missing:
+            return BadRequest("a multipart field called `file` is required", code="missing_file", field="file")
+        return BadRequest("send exactly one file per request", code="too_many_files", field="file")
+    field = sorted(messages)[0]
+    # Field names are the client's own keys; keep them short and printable before naming them.
+    safe = "".join(ch for ch in field if ch.isprintable())[:64]
+    return BadRequest("unexpected field; only `file` is accepted", code="unexpected_field", field=safe)
