@@ -21,7 +21,7 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then environment, then `config` overrides; models start loading."""
-    app = Flask("slimserve", static_folder="static")
+    app = Flask("slimserve", static_folder=None)
     app.config.from_mapping(settings.from_env())
     if config:
         app.config.update(config)

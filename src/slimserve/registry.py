@@ -114,8 +114,9 @@ def verify_artifacts(manifest: Manifest, runtime: str, auto_compile: bool) -> Ma
     compiled = manifest.compiled_path
     if compiled is None or not compiled.is_file():
         if not (auto_compile and tensorflow_available()):
+            why = "TensorFlow is not installed here" if auto_compile else "SLIMSERVE_AUTO_COMPILE is off"
             raise ModelConfigError(
-                f"{source.name} has no compiled ONNX model and TensorFlow is not installed here to compile it: "
+                f"{source.name} has no compiled ONNX model and cannot be compiled here ({why}): "
                 f"run `python -m slimserve compile {source}` with the training requirements "
                 "(make test installs them), or build the Docker image, which compiles every bundled model"
             )

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import functools
 
-from flask import Blueprint, current_app, jsonify
+from importlib import resources
+
+from flask import Blueprint, Response, jsonify
 
 bp = Blueprint("docs", __name__)
 
@@ -23,7 +25,12 @@ def openapi():
     return jsonify(_spec())
 
 
+@functools.cache
+def _page() -> bytes:
+    return resources.files("slimserve").joinpath("static/index.html").read_bytes()
+
+
 @bp.get("/")
 def upload_page():
     """A small page to upload an X-ray from a browser."""
-    return current_app.send_static_file("index.html")
+    return Response(_page(), mimetype="text/html")

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from flask import Blueprint, g, request
 from marshmallow import ValidationError
 
-from slimserve.errors import BadRequest, UnsupportedMediaType
+from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from slimserve.schemas import PredictionSchema, UploadSchema
 from slimserve.views.context import service
 
@@ -43,7 +43,7 @@ def read_upload() -> tuple[bytes, str | None]:
     if mimetype == "multipart/form-data":
         return _read_multipart()
     if mimetype in RAW_IMAGE_TYPES:
-        data = request.get_data(cache=False)
+        data = _read_raw_body()
         if not data:
             raise BadRequest("the request body is empty", code="empty_file", field="file")
         return data, request.args.get("filename")
@@ -51,6 +51,16 @@ def read_upload() -> tuple[bytes, str | None]:
         "send multipart/form-data with a `file` field, or a raw body typed image/jpeg or image/png",
         code="unsupported_media_type",
     )
+
+
+def _read_raw_body() -> bytes:
+    data = request.get_data(cache=False)
+    limit = request.max_content_length
+    # A chunked body has no Content-Length to check up front; werkzeug stops reading at the limit
+    # without complaint, so a body that filled the limit is treated as too large rather than cut short.
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        raise PayloadTooLarge("the request body is larger than the upload limit", code="payload_too_large")
+    return data
 
 
 def _read_multipart() -> tuple[bytes, str | None]:

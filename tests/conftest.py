@@ -1,0 +1,108 @@
+"""Shared fixtures: a fake model folder and runtime, so HTTP tests need no ML framework."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from slimserve import create_app
+from slimserve.manifest import sha256_file
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("SLIMSERVE_SHARED", REPO.parent / "shared"))
+SAMPLES = SHARED / "data" / "pneumonia" / "samples"
+NPZ = SHARED / "data" / "pneumonia" / "pneumoniamnist.npz"
+BUNDLED = REPO / "artifacts" / "models" / "pneumonia" / "1.0.0" / "model.h5"
+
+
+class FakeRuntime:
+    """Answers a fixed probability: the HTTP layer is tested without ONNX Runtime or TensorFlow."""
+
+    name = "fake"
+
+    def __init__(self, manifest, options, probability: float = 0.8, gate: threading.Event | None = None):
+        self.manifest = manifest
+        self.probability = probability
+        self.gate = gate
+        self.batches: list[np.ndarray] = []
+
+    def load(self) -> None:
+        if self.gate is not None:
+            self.gate.wait(10)
+
+    def predict(self, batch: np.ndarray) -> np.ndarray:
+        self.batches.append(batch)
+        return np.tile([1 - self.probability, self.probability], (len(batch), 1)).astype(np.float32)
+
+
+def write_fake_model(folder: Path, name: str = "pneumonia", **manifest_overrides) -> Path:
+    """A model folder whose artifacts are placeholder bytes with correct sha256s."""
+    folder.mkdir(parents=True, exist_ok=True)
+    h5, onnx = folder / "model.h5", folder / "model.onnx"
+    h5.write_bytes(b"placeholder h5 " + name.encode())
+    onnx.write_bytes(b"placeholder onnx " + name.encode())
+    manifest = {
+        "name": name, "version": "9.9.9", "task": "image_classification",
+        "labels": ["NORMAL", "PNEUMONIA"], "positive_label": "PNEUMONIA", "threshold": 0.5,
+        "input": {"height": 28, "width": 28, "channels": 1, "color": "grayscale"},
+        "source": {"file": "model.h5", "sha256": sha256_file(h5)},
+        "compiled": {"file": "model.onnx", "sha256": sha256_file(onnx), "source_sha256": sha256_file(h5)},
+        **manifest_overrides,
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return h5
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    """Path of a fake model's .h5 with a valid manifest and compiled artifact."""
+    return write_fake_model(tmp_path / "pneumonia")
+
+
+@pytest.fixture
+def fake_runtimes():
+    """A runtime table whose only entry builds FakeRuntime; the instances are collected."""
+    made: list[FakeRuntime] = []
+
+    def factory(manifest, options):
+        runtime = FakeRuntime(manifest, options)
+        made.append(runtime)
+        return runtime
+
+    factory.made = made
+    return {"onnx": factory}
+
+
+@pytest.fixture
+def app(model_path: Path, fake_runtimes):
+    """The app on the fake model, loaded synchronously."""
+    return create_app({"MODEL_PATH": str(model_path), "RUNTIMES": fake_runtimes, "LOAD_ASYNC": False,
+                       "GIT_COMMIT": "abc1234", "RENDER_GIT_COMMIT": None, "AUTO_COMPILE": False})
+
+
+@pytest.fixture
+def client(app):
+    """A test client for `app`."""
+    return app.test_client()
+
+
+def image_bytes(size=(64, 48), fmt: str = "JPEG", mode: str = "L", color=128) -> bytes:
+    """A small synthetic image encoded in memory."""
+    buffer = io.BytesIO()
+    Image.new(mode, size, color).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def needs_shared(path: Path) -> None:
+    """Skip only where GitHub CI says the ../shared data cannot be there; elsewhere its absence fails."""
+    if not path.exists():
+        if os.environ.get("SLIMSERVE_ALLOW_NO_SHARED") == "1":
+            pytest.skip(f"{path.name} absent (SLIMSERVE_ALLOW_NO_SHARED=1)")
+        pytest.fail(f"missing {path}: clone the project beside ../shared (see README)")

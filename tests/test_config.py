@@ -1,0 +1,26 @@
+"""Configuration is read from the environment in one place."""
+
+from __future__ import annotations
+
+import pytest
+
+from slimserve.config import BUNDLED_MODEL, from_env
+
+
+def test_defaults_serve_the_bundled_model():
+    config = from_env({})
+    assert config["MODEL_PATH"] == str(BUNDLED_MODEL)
+    assert config["RUNTIME"] == "onnx" and config["INTRA_OP_THREADS"] == 1
+
+
+def test_environment_overrides_defaults():
+    config = from_env({"MODEL_PATH": "/m/x.h5", "SLIMSERVE_MAX_UPLOAD_BYTES": "2048", "SLIMSERVE_LOAD_ASYNC": "no"})
+    assert config["MODEL_PATH"] == "/m/x.h5"
+    assert config["MAX_UPLOAD_BYTES"] == 2048
+    assert config["LOAD_ASYNC"] is False
+
+
+@pytest.mark.parametrize("variable", ["SLIMSERVE_MAX_UPLOAD_BYTES", "SLIMSERVE_LOAD_ASYNC"])
+def test_invalid_values_name_the_variable(variable):
+    with pytest.raises(ValueError, match=variable):
+        from_env({variable: "lots"})
