@@ -19,7 +19,7 @@ def build(path, fake_runtimes, **kwargs):
 
 def test_changed_h5_is_refused_as_stale(model_path, fake_runtimes):
     model_path.write_bytes(b"retrained weights")
-    with pytest.raises(ModelConfigError, match="stale compiled model: model.h5 changed since it was compiled"):
+    with pytest.raises(ModelConfigError, match=r"stale compiled model: model\.h5 changed since it was compiled"):
         create_app({"MODEL_PATH": str(model_path), "RUNTIMES": fake_runtimes, "AUTO_COMPILE": False})
 
 
@@ -31,13 +31,13 @@ def test_missing_onnx_without_tensorflow_is_refused_with_the_fix(model_path, fak
 
 def test_tampered_onnx_is_refused(model_path, fake_runtimes):
     model_path.with_suffix(".onnx").write_bytes(b"something else")
-    with pytest.raises(ModelConfigError, match="model.onnx changed since it was compiled"):
+    with pytest.raises(ModelConfigError, match=r"model\.onnx changed since it was compiled"):
         build(model_path, fake_runtimes)
 
 
 def test_missing_manifest_names_the_compile_command(tmp_path, fake_runtimes):
     (tmp_path / "x.h5").write_bytes(b"h5")
-    with pytest.raises(ModelConfigError, match="no manifest.json beside .* slimserve compile"):
+    with pytest.raises(ModelConfigError, match=r"no manifest.json beside .* slimserve compile"):
         build(tmp_path / "x.h5", fake_runtimes)
 
 
@@ -72,5 +72,5 @@ def test_unknown_runtime_is_refused(model_path):
 
 
 def test_discover_finds_nothing_in_an_empty_folder(tmp_path):
-    with pytest.raises(ModelConfigError, match="no manifest.json under"):
+    with pytest.raises(ModelConfigError, match=r"no manifest.json under"):
         discover_manifests(tmp_path)

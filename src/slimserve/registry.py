@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import subprocess
 import sys
 import threading
@@ -142,8 +143,10 @@ def tensorflow_available() -> bool:
 def compile_in_child(source: Path) -> None:
     """Compile a `.h5` in a separate process so the server process never imports TensorFlow."""
     log.warning("compiling %s to ONNX (TensorFlow found; this takes a while)", source.name)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-m", "slimserve", "compile", str(source)],
-                          capture_output=True, text=True, check=False)
+                          capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0:
         raise ModelConfigError(f"compiling {source.name} failed: {done.stderr.strip()[-2000:]}")
 

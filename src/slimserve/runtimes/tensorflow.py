@@ -40,8 +40,11 @@ class TensorflowRuntime:
         """Import TensorFlow and load the `.h5`."""
         import tensorflow as tf
 
-        tf.config.threading.set_intra_op_parallelism_threads(self.options.intra_op_threads)
-        tf.config.threading.set_inter_op_parallelism_threads(self.options.inter_op_threads)
+        try:
+            tf.config.threading.set_intra_op_parallelism_threads(self.options.intra_op_threads)
+            tf.config.threading.set_inter_op_parallelism_threads(self.options.inter_op_threads)
+        except RuntimeError:
+            pass  # TensorFlow was already initialised in this process; its thread pools are fixed now
         self._model = load_keras_model(str(self.manifest.source_path))
 
     def predict(self, batch: np.ndarray) -> np.ndarray:
