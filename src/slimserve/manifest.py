@@ -22,6 +22,8 @@ SCHEMA_VERSION = 1
 COLOR_CHANNELS = {"grayscale": 1, "rgb": 3}
 RESIZE_METHODS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
 CROPS = ("center_square", "none")
+TASKS = ("image_classification", "tabular_classification")
+FEATURE_TYPES = ("number", "integer", "boolean", "category")
 
 
 @dataclass(frozen=True)
@@ -45,6 +47,22 @@ class ImageContract:
         if self.layout == "NCHW":
             return (self.channels, self.height, self.width)
         return (self.height, self.width, self.channels)
+
+
+@dataclass(frozen=True)
+class Feature:
+    """One input column of a tabular model, exactly as clients must send it."""
+
+    name: str
+    type: str
+    description: str = ""
+    unit: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    categories: list[str] | None = None
+    required: bool = True
+    nullable: bool = False
+    zero_means_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,8 +94,11 @@ class Manifest:
     version: str
     task: str
     labels: list[str]
-    input: ImageContract
     source: Artifact
+    input: ImageContract | None = None
+    features: list[Feature] | None = None
+    label_names: dict[str, str] = field(default_factory=dict)
+    onnx: dict[str, str] = field(default_factory=dict)
     threshold: float = 0.5
     positive_label: str | None = None
     activation: str = "sigmoid"
@@ -128,6 +149,31 @@ class ImageContractSchema(Schema):
         return ImageContract(**data)
 
 
+class FeatureSchema(Schema):
+    class Meta:
+        unknown = RAISE
+
+    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
+    type = fields.String(required=True, validate=validate.OneOf(FEATURE_TYPES))
+    description = fields.String(load_default="")
+    unit = fields.String(load_default=None, allow_none=True)
+    minimum = fields.Float(load_default=None, allow_none=True)
+    maximum = fields.Float(load_default=None, allow_none=True)
+    categories = fields.List(fields.String(), load_default=None, allow_none=True)
+    required = fields.Boolean(load_default=True)
+    nullable = fields.Boolean(load_default=False)
+    zero_means_missing = fields.Boolean(load_default=False)
+
+    @validates_schema
+    def _categories_for_categoricals(self, data: dict[str, Any], **_: Any) -> None:
+        if (data["type"] == "category") != bool(data.get("categories")):
+            raise ValidationError("categories are required for, and only for, category features", "categories")
+
+    @post_load
+    def _build(self, data: dict[str, Any], **_: Any) -> Feature:
+        return Feature(**data)
+
+
 class ArtifactSchema(Schema):
     file = fields.String(required=True)
     sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
@@ -157,15 +203,18 @@ class ManifestSchema(Schema):
         ordered = True
 
     schema_version = fields.Integer(load_default=SCHEMA_VERSION, validate=validate.Equal(SCHEMA_VERSION))
-    name = fields.String(required=True, validate=validate.Regexp(r"^[a-z0-9][a-z0-9_.-]{0,63}$"))
+    name = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"))
     version = fields.String(required=True, validate=validate.Regexp(r"^[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}$"))
-    task = fields.String(required=True, validate=validate.OneOf(["image_classification"]))
+    task = fields.String(required=True, validate=validate.OneOf(TASKS))
     description = fields.String(load_default="")
     labels = fields.List(fields.String(), required=True, validate=validate.Length(min=2))
     positive_label = fields.String(load_default=None, allow_none=True)
     threshold = fields.Float(load_default=0.5, validate=validate.Range(min=0, max=1))
     activation = fields.String(load_default="sigmoid", validate=validate.OneOf(["sigmoid", "softmax"]))
-    input = fields.Nested(ImageContractSchema, required=True)
+    label_names = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
+    input = fields.Nested(ImageContractSchema, load_default=None, allow_none=True)
+    features = fields.List(fields.Nested(FeatureSchema), load_default=None, allow_none=True)
+    onnx = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     source = fields.Nested(ArtifactSchema, required=True)
     compiled = fields.Nested(CompiledSchema, load_default=None, allow_none=True)
     training = fields.Dict(load_default=dict)
@@ -178,6 +227,14 @@ class ManifestSchema(Schema):
         positive = data.get("positive_label")
         if positive is not None and positive not in data["labels"]:
             raise ValidationError("positive_label must be one of labels", "positive_label")
+        if data["task"] == "image_classification" and data.get("input") is None:
+            raise ValidationError("an image model needs an input contract", "input")
+        if data["task"] == "tabular_classification":
+            features = data.get("features") or []
+            if not features:
+                raise ValidationError("a tabular model needs its features", "features")
+            if len({f.name for f in features}) != len(features):
+                raise ValidationError("feature names must be unique", "features")
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Manifest:
