@@ -16,6 +16,7 @@ class SlimserveError(Exception):
         super().__init__(message)
         self.message = message
         self.field = field
+        self.extra: dict = {}  # further client-safe keys for the error body (e.g. row, details)
         if code is not None:
             self.code = code
 

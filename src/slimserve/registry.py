@@ -16,6 +16,7 @@ import numpy as np
 from slimserve.errors import ModelConfigError, NotFound, ServiceUnavailable
 from slimserve.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
 from slimserve.runtimes import Runtime, RuntimeFactory, RuntimeOptions, create_runtime
+from slimserve.tabular import TableSchema, build_table_schema
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,16 @@ class ModelEntry:
     runtime: Runtime
     loaded: threading.Event = field(default_factory=threading.Event)
     error: str | None = None
+    table_schema: TableSchema | None = None
+
+    def __post_init__(self) -> None:
+        if self.manifest.features:
+            self.table_schema = build_table_schema(self.manifest.name, self.manifest.features)
+
+    @property
+    def is_tabular(self) -> bool:
+        """Whether the model takes named columns (rather than an image)."""
+        return self.manifest.features is not None
 
     @property
     def ready(self) -> bool:
@@ -39,7 +50,7 @@ class ModelEntry:
         try:
             self.runtime.load()
             # One prediction allocates the session's buffers now rather than in the first request.
-            self.runtime.predict(np.zeros((1, *self.manifest.input.shape), dtype=np.float32))
+            self.runtime.predict(warmup_input(self.manifest))
         except Exception as exc:
             self.error = str(exc)
             log.error("model %s failed to load: %s", self.manifest.name, exc)
@@ -52,6 +63,20 @@ class ModelEntry:
             raise ServiceUnavailable("the model is still loading; retry shortly", code="model_loading")
         if self.error is not None:
             raise ServiceUnavailable("the model failed to load", code="model_unavailable")
+
+
+def warmup_input(manifest: Manifest) -> np.ndarray | dict[str, np.ndarray]:
+    """A valid one-row input for the model, made from its manifest."""
+    if manifest.features is None:
+        return np.zeros((1, *manifest.input.shape), dtype=np.float32)
+    row = {}
+    for feature in manifest.features:
+        if feature.type == "category":
+            row[feature.name] = np.array([[feature.categories[0]]], dtype=object)
+        else:
+            value = min(max(0.0, feature.minimum or 0.0), feature.maximum if feature.maximum is not None else 0.0)
+            row[feature.name] = np.array([[value]], dtype=np.float32)
+    return row
 
 
 class ModelRegistry:
@@ -110,11 +135,11 @@ def verify_artifacts(manifest: Manifest, runtime: str, auto_compile: bool) -> Ma
     source = manifest.source_path
     if not source.is_file():
         raise ModelConfigError(f"model file missing: {source}")
-    if runtime == "tensorflow":
+    if runtime == "tensorflow" and manifest.features is None:
         return manifest
     compiled = manifest.compiled_path
     if compiled is None or not compiled.is_file():
-        if not (auto_compile and tensorflow_available()):
+        if manifest.features is not None or not (auto_compile and tensorflow_available()):
             why = "TensorFlow is not installed here" if auto_compile else "SLIMSERVE_AUTO_COMPILE is off"
             raise ModelConfigError(
                 f"{source.name} has no compiled ONNX model and cannot be compiled here ({why}): "

@@ -101,3 +101,12 @@ class ModelListSchema(Schema):
 class ReadySchema(Schema):
     ready = fields.Boolean(required=True)
     models = fields.Dict(keys=fields.String(), values=fields.String())
+
+
+class RecordsRequestSchema(Schema):
+    """POST /models/<name>/predict for tabular models: `{"records": [{column: value, ...}, ...]}`."""
+
+    class Meta:
+        unknown = RAISE
+
+    records = fields.List(fields.Dict(keys=fields.String()), required=True, validate=validate.Length(min=1))

@@ -8,9 +8,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from slimserve.errors import BadRequest
 from slimserve.imaging import ImageLimits, image_to_input
 from slimserve.manifest import Manifest
-from slimserve.registry import ModelRegistry
+from slimserve.payloads import Table
+from slimserve.registry import ModelEntry, ModelRegistry
 
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -29,17 +31,46 @@ class ImagePrediction:
     inference_ms: float
 
 
+@dataclass(frozen=True)
+class TablePrediction:
+    """The answer for a table of records: one label and one probability row per record."""
+
+    labels: list[str]
+    probabilities: np.ndarray
+    manifest: Manifest
+    inference_ms: float
+
+
 class PredictionService:
-    """Turns uploaded bytes into a labelled prediction with the right model."""
+    """Turns uploaded bytes or records into labelled predictions with the right model."""
 
     def __init__(self, registry: ModelRegistry, limits: ImageLimits, ready_wait_seconds: float) -> None:
         self.registry = registry
         self.limits = limits
         self.ready_wait_seconds = ready_wait_seconds
 
+    def model(self, name: str | None, tabular: bool) -> ModelEntry:
+        """The named (or default) model, checked to take the kind of input at hand."""
+        entry = self.registry.get(name)
+        if entry.is_tabular != tabular:
+            takes = "records (JSON or CSV)" if entry.is_tabular else "an image (multipart `file` or a raw body)"
+            raise BadRequest(f"model `{entry.manifest.name}` takes {takes}", code="wrong_input_kind")
+        return entry
+
+    def predict_table(self, table: Table, model: str | None = None) -> TablePrediction:
+        """Validate named columns against the model's schema, run it, and label every row."""
+        entry = self.model(model, tabular=True)
+        columns = entry.table_schema.load(table.columns)
+        entry.wait_ready(self.ready_wait_seconds)
+        started = time.perf_counter()
+        probabilities = entry.runtime.predict(columns)
+        elapsed_ms = (time.perf_counter() - started) * 1000
+        labels = decide_rows(entry.manifest, probabilities)
+        return TablePrediction(labels, probabilities, entry.manifest, round(elapsed_ms, 3))
+
     def predict_image(self, data: bytes, filename: str | None, model: str | None = None) -> ImagePrediction:
         """Validate and preprocess an image, run the model, and label the result."""
-        entry = self.registry.get(model)
+        entry = self.model(model, tabular=False)
         manifest = entry.manifest
         batch = image_to_input(data, manifest.input, self.limits)
         # Waiting here rather than answering 503 gives the request that woke the service a real answer.
@@ -67,7 +98,7 @@ def decide(manifest: Manifest, probabilities: np.ndarray) -> tuple[str, float]:
     For a binary model that is P(positive label), whatever the decision, so clients can apply their
     own threshold; otherwise it is the probability of the predicted class.
     """
-    if manifest.activation == "sigmoid":
+    if manifest.activation == "sigmoid" or (manifest.positive_label and len(manifest.labels) == 2):
         positive = manifest.positive_label or manifest.labels[1]
         index = manifest.labels.index(positive)
         score = float(probabilities[index])
@@ -75,6 +106,17 @@ def decide(manifest: Manifest, probabilities: np.ndarray) -> tuple[str, float]:
         return label, round(score, 6)
     index = int(np.argmax(probabilities))
     return manifest.labels[index], round(float(probabilities[index]), 6)
+
+
+def decide_rows(manifest: Manifest, probabilities: np.ndarray) -> list[str]:
+    """The predicted label of every row, by the same rule as `decide`."""
+    names = np.asarray(manifest.labels, dtype=object)
+    if manifest.activation == "sigmoid" or (manifest.positive_label and len(manifest.labels) == 2):
+        positive = manifest.labels.index(manifest.positive_label or manifest.labels[1])
+        chosen = np.where(probabilities[:, positive] >= manifest.threshold, positive, 1 - positive)
+    else:
+        chosen = np.argmax(probabilities, axis=1)
+    return names[chosen].tolist()
 
 
 def clean_filename(filename: str | None) -> str | None:

@@ -28,8 +28,8 @@ class Runtime(Protocol):
         """Load the model; raises ModelConfigError when the artifact cannot be used."""
         ...
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Return class probabilities, shape (N, len(labels)), for a float32 batch."""
+    def predict(self, inputs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """Return class probabilities, shape (N, len(labels)), for an image batch or named columns."""
         ...
 
 

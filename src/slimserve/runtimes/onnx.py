@@ -42,11 +42,15 @@ class OnnxRuntime:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelConfigError(f"cannot load {path.name}: {exc}") from None
         self._input_name = session.get_inputs()[0].name
+        # Tabular (skl2onnx) graphs also output the label; ask only for the probabilities.
+        wanted = self.manifest.onnx.get("probabilities_output")
+        self._outputs = [wanted] if wanted else [session.get_outputs()[0].name]
         self._session = session
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
-        """Class probabilities for a float32 batch."""
+    def predict(self, inputs: np.ndarray | dict[str, np.ndarray]) -> np.ndarray:
+        """Class probabilities for a float32 image batch or a dict of named (rows, 1) columns."""
         if self._session is None:
             raise RuntimeError("runtime not loaded")
-        (raw,) = self._session.run(None, {self._input_name: batch})[:1]
+        feed = inputs if isinstance(inputs, dict) else {self._input_name: inputs}
+        (raw,) = self._session.run(self._outputs, feed)
         return to_class_probabilities(raw, self.manifest.activation)

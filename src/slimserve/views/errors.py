@@ -24,11 +24,13 @@ HTTP_CODES = {
 }
 
 
-def error_response(status: int, code: str, message: str, field: str | None = None) -> ResponseReturnValue:
+def error_response(status: int, code: str, message: str, field: str | None = None,
+                   extra: dict | None = None) -> ResponseReturnValue:
     """Build the JSON error response every route uses."""
     body: dict = {"code": code, "message": message}
     if field:
         body["field"] = field
+    body.update(extra or {})
     response = jsonify(error=body, request_id=g.get("request_id", ""))
     response.status_code = status
     if status == 503:
@@ -40,7 +42,7 @@ def _slimserve_error(exc: SlimserveError) -> ResponseReturnValue:
     if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
         log.error("internal error: %s", exc.message)
         return error_response(500, "internal_error", "the server could not handle this request")
-    return error_response(exc.status, exc.code, exc.message, exc.field)
+    return error_response(exc.status, exc.code, exc.message, exc.field, exc.extra)
 
 
 def _http_error(exc: HTTPException) -> ResponseReturnValue:

@@ -1,0 +1,156 @@
+"""MLflow scoring-server payloads → named columns. A content-type → parser table, not an if/elif ladder."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from slimserve.manifest import Feature
+from slimserve.tabular import MISSING
+
+# The input formats MLflow's scoring server accepts, by their JSON key.
+DATAFRAME_SPLIT = "dataframe_split"
+DATAFRAME_RECORDS = "dataframe_records"
+INSTANCES = "instances"
+INPUTS = "inputs"
+JSON_FORMATS = (DATAFRAME_SPLIT, DATAFRAME_RECORDS, INSTANCES, INPUTS)
+
+
+@dataclass(frozen=True)
+class Table:
+    """Named columns of equal length, values still as the client sent them."""
+
+    columns: dict[str, list[Any]]
+    rows: int
+
+
+def _bad(message: str, code: str = "invalid_payload") -> BadRequest:
+    return BadRequest(message, code=code)
+
+
+def _from_records(records: Any) -> Table:
+    if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
+        raise _bad("records must be a list of objects, one per row")
+    names: dict[str, None] = {}
+    for record in records:
+        names.update(dict.fromkeys(record))
+    return Table({name: [r.get(name, MISSING) for r in records] for name in names}, len(records))
+
+
+def _from_columns(columns: dict[str, Any]) -> Table:
+    if not all(isinstance(v, list) for v in columns.values()):
+        return _from_records([columns])  # one record written as an object of scalars
+    lengths = {len(v) for v in columns.values()}
+    if len(lengths) > 1:
+        raise _bad("every column must have the same number of values", code="ragged_columns")
+    return Table(dict(columns), lengths.pop() if lengths else 0)
+
+
+def _from_split(split: Any) -> Table:
+    if not isinstance(split, dict) or not isinstance(split.get("columns"), list) or not isinstance(
+            split.get("data"), list):
+        raise _bad("dataframe_split needs `columns` (a list of names) and `data` (a list of rows)")
+    unexpected = set(split) - {"columns", "data", "index"}
+    if unexpected:
+        raise _bad("dataframe_split takes only `columns`, `data` and `index`", code="unexpected_key")
+    names = split["columns"]
+    if not all(isinstance(n, str) for n in names) or len(set(names)) != len(names):
+        raise _bad("`columns` must be distinct strings")
+    for row, values in enumerate(split["data"]):
+        if not isinstance(values, list) or len(values) != len(names):
+            raise BadRequest(f"row {row} of `data` does not have one value per column", code="ragged_rows")
+    data = split["data"]
+    return Table({name: [values[i] for values in data] for i, name in enumerate(names)}, len(data))
+
+
+def _from_tensor_or_records(value: Any) -> Table:
+    if isinstance(value, dict):
+        return _from_columns(value)
+    if isinstance(value, list) and value and not isinstance(value[0], dict):
+        raise _bad("this model takes named columns: send a list of objects or an object of columns")
+    return _from_records(value)
+
+
+JSON_PARSERS: dict[str, Callable[[Any], Table]] = {
+    DATAFRAME_SPLIT: _from_split,
+    DATAFRAME_RECORDS: _from_records,
+    INSTANCES: _from_tensor_or_records,
+    INPUTS: _from_tensor_or_records,
+}
+
+
+def parse_json(body: bytes, features: list[Feature]) -> Table:
+    """An MLflow JSON payload: exactly one of dataframe_split, dataframe_records, instances, inputs."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _bad("the body is not valid JSON", code="invalid_json") from None
+    if not isinstance(payload, dict):
+        raise _bad(f"send a JSON object with exactly one of: {', '.join(JSON_FORMATS)}", code="invalid_format")
+    formats = [key for key in JSON_FORMATS if key in payload]
+    if len(formats) != 1:
+        raise _bad(f"send exactly one of: {', '.join(JSON_FORMATS)}", code="invalid_format")
+    if set(payload) - {formats[0]}:
+        raise _bad(f"send only `{formats[0]}`; other keys such as `params` are not supported", code="unexpected_key")
+    return JSON_PARSERS[formats[0]](payload[formats[0]])
+
+
+def parse_csv(body: bytes, features: list[Feature]) -> Table:
+    """CSV with a header row, as pandas' to_csv writes it; cells are typed by the model's features."""
+    try:
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise _bad("the CSV is not UTF-8 text", code="invalid_csv") from None
+    try:
+        rows = list(csv.reader(io.StringIO(text)))
+    except csv.Error:
+        raise _bad("the CSV cannot be parsed", code="invalid_csv") from None
+    if not rows:
+        raise _bad("the CSV has no header row", code="invalid_csv")
+    header, data = rows[0], [r for r in rows[1:] if r]
+    for row, values in enumerate(data):
+        if len(values) != len(header):
+            raise BadRequest(f"CSV row {row} does not have one value per column", code="ragged_rows")
+    types = {f.name: f.type for f in features}
+    columns = {name: [_csv_cell(values[i], types.get(name)) for values in data] for i, name in enumerate(header)}
+    if len(columns) != len(header):
+        raise _bad("CSV column names must be distinct", code="invalid_csv")
+    return Table(columns, len(data))
+
+
+def _csv_cell(cell: str, kind: str | None) -> Any:
+    if kind in (None, "category"):
+        return cell
+    if cell.strip() == "":
+        return None
+    if kind == "boolean" and cell.strip().lower() in ("true", "false"):
+        return cell.strip().lower() == "true"
+    try:
+        return float(cell)
+    except ValueError:
+        return cell  # stays a string, and the schema reports a wrong type at this row
+
+
+PARSERS: dict[str, Callable[[bytes, list[Feature]], Table]] = {
+    "application/json": parse_json,
+    "text/csv": parse_csv,
+}
+
+
+def parse_table(mimetype: str, body: bytes, features: list[Feature], max_rows: int) -> Table:
+    """Parse a request body by its content type and bound its row count."""
+    parser = PARSERS.get(mimetype)
+    if parser is None:
+        raise UnsupportedMediaType("send application/json (MLflow formats) or text/csv",
+                                   code="unsupported_media_type")
+    table = parser(body, features)
+    if table.rows > max_rows:
+        raise PayloadTooLarge(f"at most {max_rows} rows per request", code="too_many_rows")
+    if table.rows == 0:
+        raise _bad("the request has no rows", code="no_rows")
+    return table

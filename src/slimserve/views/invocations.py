@@ -1,0 +1,99 @@
+"""MLflow's scoring protocol (`/invocations`, `/ping`) and the friendlier records route for tabular models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+from marshmallow import ValidationError
+
+from slimserve.errors import BadRequest, PayloadTooLarge
+from slimserve.payloads import Table, parse_table
+from slimserve.schemas import RecordsRequestSchema
+from slimserve.service import TablePrediction
+from slimserve.tabular import MISSING
+from slimserve.views.context import registry, service
+from slimserve.views.uploads import read_upload
+
+bp = Blueprint("invocations", __name__)
+_records_schema = RecordsRequestSchema()
+_TRUE = {"1", "true", "yes"}
+
+
+@bp.get("/ping")
+def ping():
+    """MLflow's health check: 200 with an empty line once the models are loaded."""
+    ready = registry().ready
+    return Response("\n", status=200 if ready else 503, mimetype="application/json")
+
+
+@bp.post("/invocations")
+def invocations_default():
+    """MLflow scoring on the default model."""
+    return _invocations(None)
+
+
+@bp.post("/models/<name>/invocations")
+def invocations_named(name: str):
+    """MLflow scoring on the named model."""
+    return _invocations(name)
+
+
+def _invocations(name: str | None):
+    entry = registry().get(name)
+    with_probabilities = request.args.get("probabilities", "").lower() in _TRUE
+    if not entry.is_tabular:
+        data, filename = read_upload()
+        result = service().predict_image(data, filename, name)
+        body: dict[str, Any] = {"predictions": [result.prediction]}
+        if with_probabilities:
+            body["probabilities"] = [result.probabilities]
+        return body
+    table = parse_table(request.mimetype, request.get_data(cache=False), entry.manifest.features,
+                        current_app.config["MAX_ROWS"])
+    result = service().predict_table(table, name)
+    body = {"predictions": [mlflow_value(label) for label in result.labels]}
+    if with_probabilities:
+        body["probabilities"] = probability_rows(result)
+    return body
+
+
+def predict_records(name: str):
+    """`{"records": [...]}` → label, human label name and probabilities for every record."""
+    entry = service().model(name, tabular=True)
+    if request.mimetype != "application/json":
+        raise BadRequest("send application/json: {\"records\": [...]}", code="unsupported_media_type")
+    try:
+        payload = _records_schema.load(request.get_json(silent=True) or {})
+    except ValidationError as exc:
+        field = sorted(exc.normalized_messages())[0]
+        raise BadRequest("send {\"records\": [ {column: value, ...}, ... ]}", code="invalid_payload",
+                         field="".join(ch for ch in str(field) if ch.isprintable())[:64]) from None
+    records = payload["records"]
+    if len(records) > current_app.config["MAX_ROWS"]:
+        raise PayloadTooLarge(f"at most {current_app.config['MAX_ROWS']} rows per request", code="too_many_rows")
+    names = {key: None for record in records for key in record}
+    table = Table({key: [r.get(key, MISSING) for r in records] for key in names}, len(records))
+    result = service().predict_table(table, name)
+    label_names = entry.manifest.label_names
+    return {
+        "model": entry.manifest.name,
+        "version": entry.manifest.version,
+        "predictions": [
+            {"label": label, "label_name": label_names.get(label, label), "probabilities": probs}
+            for label, probs in zip(result.labels, probability_rows(result), strict=True)
+        ],
+        "inference_ms": result.inference_ms,
+        "request_id": g.request_id,
+    }
+
+
+def probability_rows(result: TablePrediction) -> list[dict[str, float]]:
+    """Class probabilities per row, keyed by label."""
+    labels = result.manifest.labels
+    return [dict(zip(labels, (round(float(p), 6) for p in row), strict=True)) for row in result.probabilities]
+
+
+def mlflow_value(label: str) -> Any:
+    """Labels that are integers in the training data come back as integers, as MLflow returns them."""
+    return int(label) if label.lstrip("-").isdigit() else label
