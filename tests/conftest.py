@@ -37,9 +37,13 @@ class FakeRuntime:
         if self.gate is not None:
             self.gate.wait(10)
 
-    def predict(self, batch: np.ndarray) -> np.ndarray:
+    def predict(self, batch):
         self.batches.append(batch)
-        return np.tile([1 - self.probability, self.probability], (len(batch), 1)).astype(np.float32)
+        rows = len(next(iter(batch.values()))) if isinstance(batch, dict) else len(batch)
+        width = len(self.manifest.labels)
+        if width == 2:
+            return np.tile([1 - self.probability, self.probability], (rows, 1)).astype(np.float32)
+        return np.tile(np.eye(width, dtype=np.float32)[-1], (rows, 1))
 
 
 def write_fake_model(folder: Path, name: str = "pneumonia", **manifest_overrides) -> Path:
@@ -58,6 +62,32 @@ def write_fake_model(folder: Path, name: str = "pneumonia", **manifest_overrides
     }
     (folder / "manifest.json").write_text(json.dumps(manifest))
     return h5
+
+
+HEART_FEATURES = [
+    {"name": "Age", "type": "integer", "unit": "years", "minimum": 0, "maximum": 120},
+    {"name": "Sex", "type": "category", "categories": ["F", "M"]},
+    {"name": "Cholesterol", "type": "number", "unit": "mg/dL", "minimum": 0, "maximum": 700,
+     "zero_means_missing": True},
+    {"name": "FastingBS", "type": "boolean"},
+]
+
+
+def write_fake_tabular_model(folder: Path, name: str = "heart") -> Path:
+    """A tabular model folder (placeholder ONNX) with four typed features."""
+    folder.mkdir(parents=True, exist_ok=True)
+    onnx = folder / "model.onnx"
+    onnx.write_bytes(b"placeholder tabular onnx " + name.encode())
+    digest = sha256_file(onnx)
+    manifest = {
+        "name": name, "version": "1.0.0", "task": "tabular_classification", "labels": ["0", "1"],
+        "label_names": {"0": "healthy", "1": "heart disease"}, "positive_label": "1", "activation": "softmax",
+        "features": HEART_FEATURES, "onnx": {"label_output": "label", "probabilities_output": "probabilities"},
+        "source": {"file": "model.onnx", "sha256": digest},
+        "compiled": {"file": "model.onnx", "sha256": digest, "source_sha256": digest},
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    return onnx
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from typing import Any
 
 from marshmallow import RAISE, Schema, ValidationError, fields, validate, validates
 
-from slimserve.manifest import ImageContractSchema
+from slimserve.manifest import FeatureSchema, ImageContractSchema
 
 
 class UploadSchema(Schema):
@@ -86,7 +86,10 @@ class ModelSchema(Schema):
     labels = fields.List(fields.String(), required=True)
     positive_label = fields.String(allow_none=True)
     threshold = fields.Float()
-    input = fields.Nested(ImageContractSchema, required=True)
+    label_names = fields.Dict(keys=fields.String(), values=fields.String())
+    input = fields.Nested(ImageContractSchema, allow_none=True, metadata={"description": "image models"})
+    features = fields.List(fields.Nested(FeatureSchema), allow_none=True,
+                           metadata={"description": "tabular models: the columns to send, with types and ranges"})
     accepts = fields.List(fields.String(), metadata={"description": "accepted upload media types"})
     metrics = fields.Dict()
     source_sha256 = fields.String()

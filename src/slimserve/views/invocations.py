@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import ValidationError
 
-from slimserve.errors import BadRequest, PayloadTooLarge
+from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from slimserve.payloads import Table, parse_table
 from slimserve.schemas import RecordsRequestSchema
 from slimserve.service import TablePrediction
@@ -62,7 +62,7 @@ def predict_records(name: str):
     """`{"records": [...]}` → label, human label name and probabilities for every record."""
     entry = service().model(name, tabular=True)
     if request.mimetype != "application/json":
-        raise BadRequest("send application/json: {\"records\": [...]}", code="unsupported_media_type")
+        raise UnsupportedMediaType("send application/json: {\"records\": [...]}", code="unsupported_media_type")
     try:
         payload = _records_schema.load(request.get_json(silent=True) or {})
     except ValidationError as exc:
