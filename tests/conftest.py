@@ -90,6 +90,12 @@ def write_fake_tabular_model(folder: Path, name: str = "heart") -> Path:
     return onnx
 
 
+@pytest.fixture(autouse=True)
+def only_the_named_models(monkeypatch):
+    """Tests serve the models they name, not every bundled model (MODEL_REPOSITORY off)."""
+    monkeypatch.setenv("MODEL_REPOSITORY", "")
+
+
 @pytest.fixture
 def model_path(tmp_path: Path) -> Path:
     """Path of a fake model's .h5 with a valid manifest and compiled artifact."""

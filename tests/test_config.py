@@ -24,3 +24,8 @@ def test_environment_overrides_defaults():
 def test_invalid_values_name_the_variable(variable):
     with pytest.raises(ValueError, match=variable):
         from_env({variable: "lots"})
+
+
+def test_empty_model_repository_switches_it_off():
+    assert from_env({"MODEL_REPOSITORY": ""})["MODEL_REPOSITORY"] is None
+    assert from_env({})["MODEL_REPOSITORY"].endswith("artifacts/models")

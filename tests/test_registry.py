@@ -74,3 +74,10 @@ def test_unknown_runtime_is_refused(model_path):
 def test_discover_finds_nothing_in_an_empty_folder(tmp_path):
     with pytest.raises(ModelConfigError, match=r"no manifest.json under"):
         discover_manifests(tmp_path)
+
+
+def test_repository_adds_every_other_model_and_keeps_the_default(tmp_path, fake_runtimes):
+    default = write_fake_model(tmp_path / "repo" / "pneumonia", name="pneumonia")
+    write_fake_model(tmp_path / "repo" / "other", name="other")
+    registry = build(default, fake_runtimes, repository=str(tmp_path / "repo"))
+    assert sorted(registry.entries) == ["other", "pneumonia"] and registry.default_name == "pneumonia"

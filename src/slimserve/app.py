@@ -41,7 +41,8 @@ def init_models(app: Flask) -> None:
     cfg = app.config
     options = RuntimeOptions(intra_op_threads=cfg["INTRA_OP_THREADS"])
     registry = build_registry(cfg["MODEL_PATH"], cfg["RUNTIME"], default=cfg["DEFAULT_MODEL"],
-                              options=options, auto_compile=cfg["AUTO_COMPILE"], runtimes=cfg.get("RUNTIMES"))
+                              options=options, auto_compile=cfg["AUTO_COMPILE"], runtimes=cfg.get("RUNTIMES"),
+                              repository=cfg.get("MODEL_REPOSITORY"))
     limits = ImageLimits(max_pixels=cfg["MAX_IMAGE_PIXELS"], min_side=cfg["MIN_IMAGE_SIDE"])
     app.extensions["slimserve.registry"] = registry
     app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"])

@@ -8,11 +8,14 @@ from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_MODEL = REPO_ROOT / "artifacts" / "models" / "pneumonia" / "1.0.0" / "model.h5"
+BUNDLED_MODELS = REPO_ROOT / "artifacts" / "models"
+BUNDLED_MODEL = BUNDLED_MODELS / "pneumonia" / "1.0.0" / "model.h5"
 
 # name in app.config -> (environment variable, parser, default)
 SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MODEL_PATH": ("MODEL_PATH", str, str(BUNDLED_MODEL)),
+    # Every model under this folder is served too; set it empty to serve MODEL_PATH alone.
+    "MODEL_REPOSITORY": ("MODEL_REPOSITORY", str, str(BUNDLED_MODELS)),
     "DEFAULT_MODEL": ("SLIMSERVE_DEFAULT_MODEL", str, None),
     "RUNTIME": ("SLIMSERVE_RUNTIME", str, "onnx"),
     "MAX_UPLOAD_BYTES": ("SLIMSERVE_MAX_UPLOAD_BYTES", int, 10 * 1024 * 1024),
@@ -50,5 +53,8 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     config: dict[str, Any] = {}
     for key, (variable, parser, default) in SETTINGS.items():
         raw = env.get(variable)
-        config[key] = default if raw is None or raw == "" else _parse(variable, raw, parser)
+        if raw == "" and key == "MODEL_REPOSITORY":
+            config[key] = None  # explicitly switched off
+        else:
+            config[key] = default if raw is None or raw == "" else _parse(variable, raw, parser)
     return config

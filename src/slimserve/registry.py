@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from slimserve.errors import ModelConfigError, NotFound, ServiceUnavailable
-from slimserve.manifest import MANIFEST_NAME, Manifest, load_manifest, sha256_file
+from slimserve.manifest import MANIFEST_NAME, Manifest, load_manifest, manifest_path_for, sha256_file
 from slimserve.runtimes import Runtime, RuntimeFactory, RuntimeOptions, create_runtime
 from slimserve.tabular import TableSchema, build_table_schema
 
@@ -178,10 +178,22 @@ def compile_in_child(source: Path) -> None:
 
 def build_registry(model_path: str, runtime: str = "onnx", *, default: str | None = None,
                    options: RuntimeOptions | None = None, auto_compile: bool = True,
-                   runtimes: dict[str, RuntimeFactory] | None = None) -> ModelRegistry:
-    """Discover, verify and wrap every model under `model_path` (runtimes are built, not yet loaded)."""
+                   runtimes: dict[str, RuntimeFactory] | None = None,
+                   repository: str | None = None) -> ModelRegistry:
+    """Discover, verify and wrap the model(s) at `model_path`, then every other model under `repository`.
+
+    Runtimes are built, not yet loaded. The first model found at `model_path` is the default unless
+    `default` names another.
+    """
+    paths = discover_manifests(Path(model_path))
+    seen = {manifest_path_for(p).resolve() for p in paths}
+    if repository:
+        for path in discover_manifests(Path(repository)):
+            if manifest_path_for(path).resolve() not in seen:
+                seen.add(manifest_path_for(path).resolve())
+                paths.append(path)
     entries = []
-    for path in discover_manifests(Path(model_path)):
+    for path in paths:
         manifest = load_manifest(path)
         if path.is_file() and path.resolve() != manifest.source_path.resolve():
             raise ModelConfigError(f"{MANIFEST_NAME} beside {path.name} describes {manifest.source.file}")
