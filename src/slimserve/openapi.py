@@ -20,6 +20,18 @@ IMAGE_BODY = {
 }
 
 
+MLFLOW_BODY = {
+    "required": True,
+    "description": "exactly one of dataframe_split, dataframe_records, instances, inputs (MLflow formats), "
+                   "or CSV with a header row",
+    "content": {
+        "application/json": {"schema": {"type": "object", "example": {
+            "dataframe_split": {"columns": ["Age", "Sex"], "data": [[54, "M"]]}}}},
+        "text/csv": {"schema": {"type": "string"}},
+    },
+}
+
+
 def _json(schema: str, description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -38,7 +50,8 @@ def build_spec() -> dict[str, Any]:
     spec = APISpec(title="slimserve", version=__version__, openapi_version="3.0.3",
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Medical model serving inside 256 MB / 0.1 vCPU."})
-    for name in ("Error", "Prediction", "Health", "Ready", "Version", "Model", "ModelList"):
+    for name in ("Error", "Prediction", "Health", "Ready", "Version", "Model", "ModelList", "RecordsRequest",
+                 "RecordsResponse", "Invocations"):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     spec.components.response("Error", _json("Error", "an error; `code` is stable, `message` is for people"))
     predict = {
@@ -50,8 +63,15 @@ def build_spec() -> dict[str, Any]:
     }
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     spec.path("/predict", operations={"post": predict})
-    spec.path("/models/{name}/predict", operations={"post": {**predict, "parameters": [
-        name_param, *predict["parameters"]]}})
+    records_body = {"required": True, "content": {"application/json": {"schema": "RecordsRequest"}}}
+    spec.path("/models/{name}/predict", operations={"post": {
+        **predict, "summary": "Classify one image (image models) or a list of records (tabular models)",
+        "parameters": [name_param, *predict["parameters"]],
+        "requestBody": {**IMAGE_BODY, "content": {**IMAGE_BODY["content"], **records_body["content"]}},
+        "responses": {**predict["responses"], "200": {"description": "the prediction(s)", "content": {
+            "application/json": {"schema": {"oneOf": [{"$ref": "#/components/schemas/Prediction"},
+                                                      {"$ref": "#/components/schemas/RecordsResponse"}]}}}}},
+    }})
     spec.path("/health", operations={"get": {"summary": "Liveness", "responses": {
         "200": _json("Health", "the process answers")}}})
     spec.path("/ready", operations={"get": {"summary": "Readiness of every model", "responses": {
@@ -66,4 +86,16 @@ def build_spec() -> dict[str, Any]:
     spec.path("/models/{name}/ready", operations={"get": {"summary": "Readiness of one model",
                                                            "parameters": [name_param], "responses": {
         "200": _json("Ready", "loaded"), "503": _json("Ready", "loading or failed"), **_errors(404)}}})
+    invocations = {
+        "summary": "MLflow scoring protocol (tabular models; image models take an image body)",
+        "requestBody": MLFLOW_BODY,
+        "parameters": [{"name": "probabilities", "in": "query", "required": False, "schema": {"type": "boolean"},
+                        "description": "add class probabilities per row"}],
+        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 404, 413, 415, 422, 503)},
+    }
+    spec.path("/invocations", operations={"post": invocations})
+    spec.path("/models/{name}/invocations", operations={"post": {
+        **invocations, "parameters": [name_param, *invocations["parameters"]]}})
+    spec.path("/ping", operations={"get": {"summary": "MLflow-style health check", "responses": {
+        "200": {"description": "models loaded"}, "503": {"description": "still loading"}}}})
     return spec.to_dict()

@@ -113,3 +113,26 @@ class RecordsRequestSchema(Schema):
         unknown = RAISE
 
     records = fields.List(fields.Dict(keys=fields.String()), required=True, validate=validate.Length(min=1))
+
+
+class RecordPredictionSchema(Schema):
+    label = fields.String(required=True)
+    label_name = fields.String(required=True)
+    probabilities = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
+
+
+class RecordsResponseSchema(Schema):
+    """The answer of POST /models/<name>/predict for tabular models."""
+
+    model = fields.String(required=True)
+    version = fields.String(required=True)
+    predictions = fields.List(fields.Nested(RecordPredictionSchema), required=True)
+    inference_ms = fields.Float()
+    request_id = fields.String(required=True)
+
+
+class InvocationsSchema(Schema):
+    """MLflow's response: one prediction per row; probabilities with `?probabilities=true`."""
+
+    predictions = fields.List(fields.Raw(), required=True)
+    probabilities = fields.List(fields.Dict(keys=fields.String(), values=fields.Float()))

@@ -9,7 +9,7 @@ from marshmallow import ValidationError
 
 from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from slimserve.payloads import Table, parse_table
-from slimserve.schemas import RecordsRequestSchema
+from slimserve.schemas import InvocationsSchema, RecordsRequestSchema, RecordsResponseSchema
 from slimserve.service import TablePrediction
 from slimserve.tabular import MISSING
 from slimserve.views.context import registry, service
@@ -17,6 +17,8 @@ from slimserve.views.uploads import read_upload
 
 bp = Blueprint("invocations", __name__)
 _records_schema = RecordsRequestSchema()
+_records_response = RecordsResponseSchema()
+_invocations_response = InvocationsSchema()
 _TRUE = {"1", "true", "yes"}
 
 
@@ -48,14 +50,14 @@ def _invocations(name: str | None):
         body: dict[str, Any] = {"predictions": [result.prediction]}
         if with_probabilities:
             body["probabilities"] = [result.probabilities]
-        return body
+        return _invocations_response.dump(body)
     table = parse_table(request.mimetype, request.get_data(cache=False), entry.manifest.features,
                         current_app.config["MAX_ROWS"])
     result = service().predict_table(table, name)
     body = {"predictions": [mlflow_value(label) for label in result.labels]}
     if with_probabilities:
         body["probabilities"] = probability_rows(result)
-    return body
+    return _invocations_response.dump(body)
 
 
 def predict_records(name: str):
@@ -76,7 +78,7 @@ def predict_records(name: str):
     table = Table({key: [r.get(key, MISSING) for r in records] for key in names}, len(records))
     result = service().predict_table(table, name)
     label_names = entry.manifest.label_names
-    return {
+    return _records_response.dump({
         "model": entry.manifest.name,
         "version": entry.manifest.version,
         "predictions": [
@@ -85,7 +87,7 @@ def predict_records(name: str):
         ],
         "inference_ms": result.inference_ms,
         "request_id": g.request_id,
-    }
+    })
 
 
 def probability_rows(result: TablePrediction) -> list[dict[str, float]]:
