@@ -1,0 +1,51 @@
+"""Pure helpers of scripts/deploy/render_api.py: 429 back-off and secret redaction."""
+
+from __future__ import annotations
+
+import email.utils
+
+import pytest
+
+from scripts.deploy.render_api import Redactor, retry_delay
+
+NOW = 1_800_000_000.0
+
+
+def test_retry_after_in_seconds_is_used_as_is():
+    assert retry_delay({"Retry-After": "7"}, attempt=0, now=NOW) == 7
+
+
+def test_retry_after_as_an_http_date_counts_down_from_now():
+    when = email.utils.formatdate(NOW + 12, usegmt=True)
+    assert retry_delay({"Retry-After": when}, attempt=0, now=NOW) == pytest.approx(12)
+
+
+def test_ratelimit_reset_as_epoch_seconds_counts_down_from_now():
+    assert retry_delay({"Ratelimit-Reset": str(int(NOW) + 30)}, attempt=0, now=NOW) == 30
+
+
+def test_ratelimit_reset_as_a_small_number_is_seconds_to_wait():
+    # Render's rate-limit page documents epoch seconds but shows `Ratelimit-Reset: 45` in its example.
+    assert retry_delay({"Ratelimit-Reset": "45"}, attempt=0, now=NOW) == 45
+
+
+def test_retry_after_wins_over_ratelimit_reset():
+    assert retry_delay({"Retry-After": "3", "Ratelimit-Reset": "45"}, attempt=0, now=NOW) == 3
+
+
+def test_without_headers_the_wait_doubles_per_attempt():
+    assert [retry_delay({}, attempt=a, now=NOW) for a in range(4)] == [1, 2, 4, 8]
+
+
+def test_a_reset_time_in_the_past_means_no_wait():
+    assert retry_delay({"Ratelimit-Reset": str(int(NOW) - 5)}, attempt=0, now=NOW) == 0
+
+
+def test_redactor_hides_every_secret_including_one_inside_another():
+    redact = Redactor(["https://api.render.com/deploy/srv-1?key=abcd1234", "abcd1234", "rnd_key_5678"])
+    text = "hook https://api.render.com/deploy/srv-1?key=abcd1234 key abcd1234 auth Bearer rnd_key_5678"
+    assert redact(text) == "hook *** key *** auth Bearer ***"
+
+
+def test_redactor_ignores_empty_secrets():
+    assert Redactor(["", None])("nothing to hide") == "nothing to hide"

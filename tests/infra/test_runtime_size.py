@@ -1,0 +1,43 @@
+"""How much disk the runtime requirements take: a clean venv with only requirements.txt installed."""
+
+from __future__ import annotations
+
+import json
+import platform
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.infra.tools import REPO, run
+
+BUDGET_MB = 200
+REPORT = REPO / "artifacts" / "bench" / "runtime_size.json"
+
+
+@pytest.mark.slow
+def test_runtime_requirements_fit_in_200_mb(tmp_path: Path):
+    venv = tmp_path / "runtime-venv"
+    # --without-pip, then this interpreter's pip targets the venv: the measurement holds exactly what
+    # requirements.txt pulls in, not the ~23 MB of pip and setuptools a venv is seeded with.
+    created = run(sys.executable, "-m", "venv", "--without-pip", str(venv))
+    assert created.returncode == 0, created.stderr
+    install = [sys.executable, "-m", "pip", "--python", str(venv / "bin" / "python"), "install", "--quiet",
+               "--disable-pip-version-check", "-r", "requirements.txt"]
+    installed = run(*install, timeout=900)
+    assert installed.returncode == 0, installed.stdout + installed.stderr
+    (site_packages,) = venv.glob("lib/python3*/site-packages")
+    usage = run("du", "-sk", str(site_packages))
+    assert usage.returncode == 0, usage.stderr
+    megabytes = round(int(usage.stdout.split()[0]) * 1024 / 1e6, 1)
+
+    REPORT.parent.mkdir(parents=True, exist_ok=True)
+    REPORT.write_text(json.dumps({
+        "site_packages_mb": megabytes,
+        "unit": "MB = 10^6 bytes of disk usage (du -sk)",
+        "command": f"python -m venv --without-pip VENV && python -m pip --python VENV/bin/python install "
+                   f"-r requirements.txt && du -sk VENV/{site_packages.relative_to(venv).as_posix()}",
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }, indent=2) + "\n")
+    assert megabytes <= BUDGET_MB, f"runtime site-packages is {megabytes} MB, over the {BUDGET_MB} MB budget"
