@@ -53,6 +53,14 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("model", type=Path, help="MODEL_PATH: a .h5, a model folder or a folder of models")
     check.add_argument("--runtime", default="onnx")
 
+    imp = sub.add_parser("import-mlflow", help="convert an MLflow scikit-learn model to ONNX + manifest (offline)")
+    imp.add_argument("model_dir", type=Path, help="the MLflow model folder (holding MLmodel)")
+    imp.add_argument("--out", type=Path, required=True, help="folder to write model.onnx and manifest.json to")
+    imp.add_argument("--trust", action="store_true",
+                     help="allow loading a pickle/cloudpickle model (it can run code); needed for pickles only")
+    imp.add_argument("--name", help="model name (default: the folder name)")
+    imp.add_argument("--version", default="1")
+
     pred = sub.add_parser("predict", help="classify image files locally, printing JSON lines")
     pred.add_argument("images", type=Path, nargs="+")
     pred.add_argument("--model-path", type=Path, help="default: MODEL_PATH or the bundled model")
@@ -77,6 +85,13 @@ def _compile(args: argparse.Namespace) -> dict[str, Any]:
     from slimserve.compiler import compile_model
 
     manifest = compile_model(args.model, _overrides(args), opset=args.opset)
+    return {"compiled": str(manifest.compiled_path), "manifest": manifest.to_dict()}
+
+
+def _import_mlflow(args: argparse.Namespace) -> dict[str, Any]:
+    from slimserve.mlflow_import import import_mlflow
+
+    manifest = import_mlflow(args.model_dir, args.out, trust=args.trust, name=args.name, version=args.version)
     return {"compiled": str(manifest.compiled_path), "manifest": manifest.to_dict()}
 
 
@@ -113,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run a sub-command; exit status 1 with a one-line message on a model error."""
     args = build_parser().parse_args(argv)
     try:
-        result = {"compile": _compile, "check": _check, "predict": _predict}[args.command](args)
+        commands = {"compile": _compile, "import-mlflow": _import_mlflow, "check": _check, "predict": _predict}
+        result = commands[args.command](args)
     except SlimserveError as exc:
         print(f"slimserve {args.command}: {exc.message}", file=sys.stderr)
         return 1
