@@ -1,0 +1,110 @@
+"""The bundled tabular models through the real ONNX runtime: MLflow payloads on real patient rows."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from slimserve import create_app
+from slimserve.config import BUNDLED_MODELS
+from slimserve.manifest import load_manifest
+from tests.conftest import SHARED, needs_shared
+
+HEART_CSV = SHARED / "data" / "heart_failure" / "heart.csv"
+HEART = BUNDLED_MODELS / "heart_failure" / "1.0.0"
+TABULAR = sorted(p.parent.parent.name for p in BUNDLED_MODELS.glob("*/*/manifest.json")
+                 if '"tabular_classification"' in p.read_text())
+
+
+@pytest.fixture(scope="module")
+def client():
+    app = create_app({"MODEL_PATH": str(BUNDLED_MODELS), "MODEL_REPOSITORY": None, "LOAD_ASYNC": False,
+                      "DEFAULT_MODEL": "heart_failure", "AUTO_COMPILE": False})
+    return app.test_client()
+
+
+@pytest.fixture(scope="module")
+def heart_rows() -> list[dict]:
+    """Ten real rows of heart.csv, typed as an MLflow client's DataFrame would send them."""
+    needs_shared(HEART_CSV)
+    manifest = load_manifest(HEART)
+    kinds = {f.name: f.type for f in manifest.features}
+    with open(HEART_CSV, newline="") as handle:
+        raw = list(csv.DictReader(handle))[:10]
+    cast = {"integer": int, "number": float, "boolean": int, "category": str}
+    return [{name: cast[kinds[name]](float(row[name]) if kinds[name] in ("integer", "boolean") else row[name])
+             for name in kinds} for row in raw]
+
+
+def reference_probabilities(rows: list[dict]) -> np.ndarray:
+    """P(class) straight from ONNX Runtime, without the server."""
+    manifest = load_manifest(HEART)
+    session = ort.InferenceSession(str(HEART / "model.onnx"), providers=["CPUExecutionProvider"])
+    feed = {f.name: np.array([[r[f.name]] for r in rows], dtype=object if f.type == "category" else np.float32)
+            for f in manifest.features}
+    return session.run([manifest.onnx["probabilities_output"]], feed)[0]
+
+
+def payloads(rows: list[dict]) -> dict[str, tuple[str, object]]:
+    """The same rows in every input format MLflow's scoring server accepts."""
+    columns = list(rows[0])
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    return {
+        "dataframe_split": ("json", {"dataframe_split": {"columns": columns,
+                                                         "data": [[r[c] for c in columns] for r in rows]}}),
+        "dataframe_records": ("json", {"dataframe_records": rows}),
+        "instances": ("json", {"instances": rows}),
+        "inputs-records": ("json", {"inputs": rows}),
+        "inputs-columns": ("json", {"inputs": {c: [r[c] for r in rows] for c in columns}}),
+        "csv": ("csv", buffer.getvalue()),
+    }
+
+
+@pytest.mark.parametrize("fmt", ["dataframe_split", "dataframe_records", "instances", "inputs-records",
+                                 "inputs-columns", "csv"])
+def test_heart_failure_answers_every_mlflow_format_identically(client, heart_rows, fmt):
+    kind, payload = payloads(heart_rows)[fmt]
+    if kind == "json":
+        response = client.post("/invocations?probabilities=true", json=payload)
+    else:
+        response = client.post("/invocations?probabilities=true", data=payload, content_type="text/csv")
+    assert response.status_code == 200, response.data
+    body = response.get_json()
+    expected = reference_probabilities(heart_rows)
+    served = np.array([[p["0"], p["1"]] for p in body["probabilities"]])
+    assert np.max(np.abs(served - expected)) < 1e-5
+    assert body["predictions"] == [int(p >= 0.5) for p in expected[:, 1]]
+
+
+def test_heart_failure_matches_the_labels_of_most_real_rows(client, heart_rows):
+    needs_shared(HEART_CSV)
+    with open(HEART_CSV, newline="") as handle:
+        truth = [int(r["HeartDisease"]) for r in list(csv.DictReader(handle))[:10]]
+    predictions = client.post("/invocations", json={"dataframe_records": heart_rows}).get_json()["predictions"]
+    assert sum(p == t for p, t in zip(predictions, truth, strict=True)) >= 8
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_every_bundled_tabular_model_answers_its_warmup_row(client, name):
+    from slimserve.registry import warmup_input
+
+    manifest = load_manifest(BUNDLED_MODELS / name / manifest_version(name))
+    row = {k: v[0, 0].item() if hasattr(v[0, 0], "item") else v[0, 0] for k, v in warmup_input(manifest).items()}
+    response = client.post(f"/models/{name}/predict", json={"records": [row]})
+    assert response.status_code == 200, response.data
+    prediction = response.get_json()["predictions"][0]
+    assert prediction["label"] in manifest.labels
+    assert sum(prediction["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+
+
+def manifest_version(name: str) -> str:
+    """The single version folder of a bundled model."""
+    (version,) = [p.name for p in (BUNDLED_MODELS / name).iterdir() if p.is_dir()]
+    return version
