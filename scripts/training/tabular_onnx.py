@@ -17,8 +17,8 @@ from sklearn.pipeline import Pipeline
 if TYPE_CHECKING:
     from scripts.training.tabular import FeatureSpec
 
-MAX_PARITY_DIFF = 1e-5  # above this the ONNX graph is not the fitted model; float32 round-off is ~1e-7
-TARGET_OPSET = 17  # the opset slimserve's own skl2onnx helper targets; ONNX Runtime 1.32 runs it
+from slimserve import sklearn_onnx
+from slimserve.sklearn_onnx import MAX_PARITY_DIFF
 
 # Run in a fresh interpreter so the figure is what one model costs a serving process, not this one.
 _FOOTPRINT = """
@@ -38,22 +38,8 @@ print(json.dumps({"rss_runtime_mb": round(before, 1), "rss_with_session_mb": rou
 
 
 def to_onnx(pipeline: Pipeline, features: tuple[FeatureSpec, ...], name: str) -> Any:
-    """The fitted pipeline as an ONNX model with one input per feature and a plain probabilities tensor."""
-    from skl2onnx import convert_sklearn
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
-
-    # Float, not double: with DoubleTensorType the graph converts but ONNX Runtime refuses to load it.
-    types = [(f.name, StringTensorType([None, 1]) if f.type == "category" else FloatTensorType([None, 1]))
-             for f in features]
-    # zipmap off: probabilities come out as a (rows, classes) float tensor instead of a list of dicts.
-    model = convert_sklearn(pipeline, name=name, initial_types=types, target_opset=TARGET_OPSET,
-                            options={id(pipeline[-1]): {"zipmap": False}})
-    # skl2onnx lists opsets in set order (varies with the hash seed): sort them so reruns give the same bytes.
-    opsets = sorted((o.domain, o.version) for o in model.opset_import)
-    del model.opset_import[:]
-    for domain, opset in opsets:
-        model.opset_import.add(domain=domain, version=opset)
-    return model
+    """The fitted pipeline as ONNX, converted exactly as `slimserve import-mlflow` converts."""
+    return sklearn_onnx.to_onnx(pipeline, features, name)
 
 
 def compile_to(path: Path, name: str, model: Pipeline, features: tuple[FeatureSpec, ...], X_check: pd.DataFrame,
@@ -64,7 +50,7 @@ def compile_to(path: Path, name: str, model: Pipeline, features: tuple[FeatureSp
     if outputs != ["label", "probabilities"]:
         raise RuntimeError(f"{path}: unexpected ONNX outputs {outputs}")
     path.write_bytes(onnx_model.SerializeToString())
-    feed = onnx_feed(X_check, features)
+    feed = sklearn_onnx.onnx_feed(X_check, features)
     checked = parity(path, feed, proba, model.predict(X_check))
     if checked["max_abs_diff"] >= MAX_PARITY_DIFF:
         raise RuntimeError(f"{path}: ONNX differs from scikit-learn by {checked['max_abs_diff']:.2e}")
@@ -73,12 +59,6 @@ def compile_to(path: Path, name: str, model: Pipeline, features: tuple[FeatureSp
             "tool": f"skl2onnx {version('skl2onnx')} (scikit-learn {sklearn.__version__})",
             "bytes": path.stat().st_size, **checked,
             "footprint": session_footprint(path, {k: v[:5].tolist() for k, v in feed.items()})}
-
-
-def onnx_feed(frame: pd.DataFrame, features: tuple[FeatureSpec, ...]) -> dict[str, np.ndarray]:
-    """Columns as the (rows, 1) float32 or string arrays the ONNX inputs take."""
-    return {f.name: frame[[f.name]].to_numpy().astype(object if f.type == "category" else np.float32)
-            for f in features}
 
 
 def parity(path: Path, feed: dict[str, np.ndarray], proba: np.ndarray, decided: np.ndarray) -> dict[str, Any]:

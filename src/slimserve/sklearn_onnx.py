@@ -3,46 +3,50 @@
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-
-from slimserve.manifest import Feature
 
 # Above this the converted graph is not the fitted model; float32 round-off stays around 1e-7.
 MAX_PARITY_DIFF = 1e-5
 TARGET_OPSET = 17
 
 
-def convert(estimator: Any, features: list[Feature]) -> tuple[bytes, dict[str, str]]:
-    """Convert a fitted classifier; returns the ONNX bytes and the names of its label/probability outputs."""
-    from skl2onnx import to_onnx
+def to_onnx(estimator: Any, features: Sequence[Any], name: str = "model") -> Any:
+    """The fitted classifier as an ONNX model: one input per feature, a plain probabilities tensor."""
+    from skl2onnx import convert_sklearn
     from skl2onnx.common.data_types import FloatTensorType, StringTensorType
 
-    initial_types = [
-        (f.name, StringTensorType([None, 1]) if f.type == "category" else FloatTensorType([None, 1]))
-        for f in features
-    ]
-    # zipmap off: a plain (rows, classes) probabilities tensor instead of a list of dicts.
-    options = {id(estimator): {"zipmap": False}}
-    onnx_model = to_onnx(estimator, initial_types=initial_types, options=options, target_opset=TARGET_OPSET)
-    outputs = [o.name for o in onnx_model.graph.output]
-    return onnx_model.SerializeToString(), {"label_output": outputs[0], "probabilities_output": outputs[-1]}
+    # Float, not double: with DoubleTensorType the graph converts but ONNX Runtime refuses to load it.
+    types = [(f.name, StringTensorType([None, 1]) if f.type == "category" else FloatTensorType([None, 1]))
+             for f in features]
+    classifier = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    # zipmap off: probabilities come out as a (rows, classes) tensor instead of a list of dicts.
+    model = convert_sklearn(estimator, name=name, initial_types=types, target_opset=TARGET_OPSET,
+                            options={id(classifier): {"zipmap": False}})
+    # skl2onnx lists opsets in set order (varies with the hash seed): sort them so reruns give the same bytes.
+    opsets = sorted((o.domain, o.version) for o in model.opset_import)
+    del model.opset_import[:]
+    for domain, opset in opsets:
+        model.opset_import.add(domain=domain, version=opset)
+    return model
 
 
-def onnx_feed(frame: Any, features: list[Feature]) -> dict[str, np.ndarray]:
-    """Columns of a pandas DataFrame as the (rows, 1) arrays the ONNX graph takes."""
-    feed = {}
-    for feature in features:
-        column = frame[feature.name].to_numpy()
-        if feature.type == "category":
-            feed[feature.name] = column.astype(str).astype(object).reshape(-1, 1)
-        else:
-            feed[feature.name] = column.astype(np.float32).reshape(-1, 1)
-    return feed
+def convert(estimator: Any, features: Sequence[Any]) -> tuple[bytes, dict[str, str]]:
+    """ONNX bytes of the fitted classifier and the names of its label/probability outputs."""
+    model = to_onnx(estimator, features)
+    outputs = [o.name for o in model.graph.output]
+    return model.SerializeToString(), {"label_output": outputs[0], "probabilities_output": outputs[-1]}
 
 
-def parity(estimator: Any, onnx_bytes: bytes, frame: Any, features: list[Feature], output: str) -> float:
+def onnx_feed(frame: Any, features: Sequence[Any]) -> dict[str, np.ndarray]:
+    """Columns of a DataFrame as the (rows, 1) float32 or string arrays the ONNX inputs take."""
+    return {f.name: frame[[f.name]].to_numpy().astype(object if f.type == "category" else np.float32)
+            for f in features}
+
+
+def parity(estimator: Any, onnx_bytes: bytes, frame: Any, features: Sequence[Any], output: str) -> float:
     """Max |Δp| between the estimator's predict_proba and ONNX Runtime over `frame`."""
     import onnxruntime as ort
 
