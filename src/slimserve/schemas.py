@@ -23,10 +23,20 @@ class UploadSchema(Schema):
             raise ValidationError("send exactly one file per request")
 
 
+class ErrorDetailSchema(Schema):
+    field = fields.String(required=True)
+    row = fields.Integer(allow_none=True, required=True)
+    code = fields.String(required=True)
+    message = fields.String(required=True)
+
+
 class ErrorBodySchema(Schema):
     code = fields.String(required=True, metadata={"example": "unsupported_image_type"})
     message = fields.String(required=True)
     field = fields.String(metadata={"description": "the request field at fault, when there is one"})
+    row = fields.Integer(allow_none=True, metadata={"description": "tabular input: the row of the first problem"})
+    details = fields.List(fields.Nested(ErrorDetailSchema),
+                          metadata={"description": "tabular input: every problem found (at most 50)"})
 
 
 class ErrorSchema(Schema):
