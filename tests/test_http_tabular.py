@@ -60,6 +60,11 @@ def test_probabilities_switch_adds_class_probabilities(client):
     assert body == {"predictions": [1], "probabilities": [{"0": 0.2, "1": 0.8}]}
 
 
+def test_invalid_probabilities_switch_is_400(client):
+    assert_error(invoke(client, {"dataframe_records": ROWS}, query="?probabilities=maybe"), 400, "invalid_parameter",
+                 "probabilities")
+
+
 def test_records_route_returns_labels_names_and_probabilities(client):
     body = client.post("/models/heart/predict", json={"records": ROWS}).get_json()
     assert body["model"] == "heart" and body["version"] == "1.0.0"
@@ -186,3 +191,16 @@ def test_model_metadata_describes_every_feature(client):
     assert (age["name"], age["type"], age["unit"], age["minimum"], age["maximum"]) == expected
     assert body["features"][2]["zero_means_missing"] is True
     assert body["label_names"] == {"0": "healthy", "1": "heart disease"}
+
+
+def test_openapi_has_the_exact_columns_of_each_tabular_model(client):
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)
+    record = spec["components"]["schemas"]["heart.Record"]
+    assert record["additionalProperties"] is False and record["required"] == ["Age", "Sex", "Cholesterol", "FastingBS"]
+    age = {"type": "integer", "minimum": 0, "maximum": 120, "description": "Age (years)"}
+    assert record["properties"]["Age"] == age
+    assert record["properties"]["Sex"]["enum"] == ["F", "M"]
+    assert "/models/heart/invocations" in spec["paths"] and "/models/heart/predict" in spec["paths"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from slimserve import __version__
+from slimserve.manifest import Feature, Manifest
 
 ERROR = {"$ref": "#/components/responses/Error"}
 IMAGE_BODY = {
@@ -40,8 +41,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): ERROR for status in statuses}
 
 
-def build_spec() -> dict[str, Any]:
-    """Build the OpenAPI 3 document for every route."""
+def build_spec(manifests: list[Manifest] | None = None) -> dict[str, Any]:
+    """Build the OpenAPI 3 document for every route, with exact request schemas for each tabular model."""
     from apispec import APISpec
     from apispec.ext.marshmallow import MarshmallowPlugin
 
@@ -98,4 +99,53 @@ def build_spec() -> dict[str, Any]:
         **invocations, "parameters": [name_param, *invocations["parameters"]]}})
     spec.path("/ping", operations={"get": {"summary": "MLflow-style health check", "responses": {
         "200": {"description": "models loaded"}, "503": {"description": "still loading"}}}})
+    for manifest in manifests or []:
+        if manifest.features:
+            add_tabular_model(spec, manifest)
     return spec.to_dict()
+
+
+def feature_schema(feature: Feature) -> dict[str, Any]:
+    """JSON Schema of one column, from the same feature spec the validating marshmallow schema is built from."""
+    schema: dict[str, Any] = {"type": {"category": "string"}.get(feature.type, feature.type)}
+    if feature.categories:
+        schema["enum"] = list(feature.categories)
+    if feature.minimum is not None:
+        schema["minimum"] = feature.minimum
+    if feature.maximum is not None:
+        schema["maximum"] = feature.maximum
+    if feature.nullable:
+        schema["nullable"] = True
+    unit = f" ({feature.unit})" if feature.unit else ""
+    missing = "; 0 means not measured" if feature.zero_means_missing else ""
+    schema["description"] = f"{feature.description or feature.name}{unit}{missing}"
+    return schema
+
+
+def add_tabular_model(spec: Any, manifest: Manifest) -> None:
+    """Concrete paths for one tabular model, so clients and fuzzers see its exact columns."""
+    record = f"{manifest.name}.Record"
+    spec.components.schema(record, component={
+        "type": "object", "additionalProperties": False,
+        "required": [f.name for f in manifest.features if f.required],
+        "properties": {f.name: feature_schema(f) for f in manifest.features},
+    })
+    rows = {"type": "array", "minItems": 1, "items": {"$ref": f"#/components/schemas/{record}"}}
+    body = {"required": True, "content": {"application/json": {"schema": {
+        "type": "object", "additionalProperties": False, "required": ["dataframe_records"],
+        "properties": {"dataframe_records": rows}}}, "text/csv": {"schema": {"type": "string"}}}}
+    probabilities = {"name": "probabilities", "in": "query", "required": False, "schema": {"type": "boolean"}}
+    spec.path(f"/models/{manifest.name}/invocations", operations={"post": {
+        "summary": f"{manifest.name}: MLflow scoring ({manifest.description})".strip(),
+        "description": "also accepts dataframe_split, instances and inputs, as the generic route documents",
+        "requestBody": body, "parameters": [probabilities],
+        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 413, 415, 422, 503)},
+    }})
+    spec.path(f"/models/{manifest.name}/predict", operations={"post": {
+        "summary": f"{manifest.name}: labels and probabilities per record",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "additionalProperties": False, "required": ["records"],
+            "properties": {"records": rows}}}}},
+        "responses": {"200": _json("RecordsResponse", "one prediction per record"),
+                      **_errors(400, 413, 415, 422, 503)},
+    }})

@@ -5,23 +5,23 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from flask import Blueprint, Response, jsonify
+from flask import Blueprint, Response, current_app, jsonify
+
+from slimserve.views.context import registry
 
 bp = Blueprint("docs", __name__)
 
 
-@functools.cache
-def _spec() -> dict:
-    # Built on first request: apispec is not imported during the cold start.
-    from slimserve.openapi import build_spec
-
-    return build_spec()
-
-
 @bp.get("/openapi.json")
 def openapi():
-    """The OpenAPI 3 document."""
-    return jsonify(_spec())
+    """The OpenAPI 3 document (built on first request: apispec is not imported during the cold start)."""
+    cached = current_app.extensions.get("slimserve.openapi")
+    if cached is None:
+        from slimserve.openapi import build_spec
+
+        manifests = [entry.manifest for entry in registry().entries.values()]
+        cached = current_app.extensions["slimserve.openapi"] = build_spec(manifests)
+    return jsonify(cached)
 
 
 @functools.cache

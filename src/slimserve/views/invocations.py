@@ -19,7 +19,7 @@ bp = Blueprint("invocations", __name__)
 _records_schema = RecordsRequestSchema()
 _records_response = RecordsResponseSchema()
 _invocations_response = InvocationsSchema()
-_TRUE = {"1", "true", "yes"}
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 
 
 @bp.get("/ping")
@@ -43,7 +43,7 @@ def invocations_named(name: str):
 
 def _invocations(name: str | None):
     entry = registry().get(name)
-    with_probabilities = request.args.get("probabilities", "").lower() in _TRUE
+    with_probabilities = _flag("probabilities")
     if not entry.is_tabular:
         data, filename = read_upload()
         result = service().predict_image(data, filename, name)
@@ -58,6 +58,13 @@ def _invocations(name: str | None):
     if with_probabilities:
         body["probabilities"] = probability_rows(result)
     return _invocations_response.dump(body)
+
+
+def _flag(name: str) -> bool:
+    value = request.args.get(name, "").lower()
+    if value not in _FLAGS:
+        raise BadRequest(f"`{name}` must be true or false", code="invalid_parameter", field=name)
+    return _FLAGS[value]
 
 
 def predict_records(name: str):
