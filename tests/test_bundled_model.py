@@ -63,3 +63,22 @@ def test_onnx_matches_tensorflow_within_1e_5_on_the_test_split(test_split):
     images, _ = test_split
     difference = np.abs(onnx_probabilities(images, "onnx") - onnx_probabilities(images, "tensorflow"))
     assert difference.max() < 1e-5
+
+
+def test_draft_decoding_keeps_the_bundled_models_predictions():
+    from slimserve.imaging import ImageLimits, open_image, preprocess
+    from tests.conftest import SAMPLES
+
+    needs_shared(SAMPLES)
+    manifest = load_manifest(BUNDLED)
+    registry = build_registry(str(BUNDLED), "onnx", auto_compile=False)
+    registry.load_all(background=False)
+    runtime = registry.get().runtime
+    for sample in sorted(SAMPLES.glob("*.jpeg")):
+        scores = [
+            runtime.predict(preprocess(open_image(sample.read_bytes(), manifest.input, ImageLimits(), draft=draft),
+                                       manifest.input)[np.newaxis])[0, 1]
+            for draft in (True, False)
+        ]
+        assert abs(scores[0] - scores[1]) < 0.01, sample.name
+        assert (scores[0] >= manifest.threshold) == (scores[1] >= manifest.threshold), sample.name
