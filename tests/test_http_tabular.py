@@ -90,6 +90,8 @@ def test_columns_reach_the_runtime_typed_and_shaped(client, fake_runtimes):
     ({"Age": SECRET_NUMBER, "Sex": "M", "Cholesterol": 200, "FastingBS": 0}, "out_of_range", "Age"),
     ({"Age": 40, "Sex": SECRET_TEXT, "Cholesterol": 200, "FastingBS": 0}, "unknown_category", "Sex"),
     ({"Age": 40, "Sex": 1, "Cholesterol": 200, "FastingBS": 0}, "wrong_type", "Sex"),
+    ({"Age": 40, "Sex": ["M"], "Cholesterol": 200, "FastingBS": 0}, "wrong_type", "Sex"),
+    ({"Age": [40], "Sex": "M", "Cholesterol": 200, "FastingBS": 0}, "wrong_type", "Age"),
     ({"Age": 40, "Sex": "M", "Cholesterol": 200, "FastingBS": 7}, "wrong_type", "FastingBS"),
     ({"Age": 40, "Sex": "M", "Cholesterol": 200, "FastingBS": 0, SECRET_TEXT: 1}, "unexpected_field", SECRET_TEXT),
 ])
@@ -161,6 +163,11 @@ def test_invalid_json_is_400(client):
 def test_image_to_a_tabular_model_is_refused(client):
     response = client.post("/models/heart/predict", data={"file": (io.BytesIO(image_bytes()), "a.jpg")})
     assert_error(response, 415, "unsupported_media_type")
+
+
+@pytest.mark.parametrize("records", [[], {"Age": 1}, [1, 2], "rows"])
+def test_records_route_refuses_anything_but_a_list_of_objects(client, records):
+    assert_error(client.post("/models/heart/predict", json={"records": records}), 400, "invalid_payload", "records")
 
 
 def test_records_route_refuses_other_keys(client):

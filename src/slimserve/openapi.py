@@ -52,7 +52,7 @@ def build_spec(manifests: list[Manifest] | None = None) -> dict[str, Any]:
                    plugins=[MarshmallowPlugin()],
                    info={"description": "Medical model serving inside 256 MB / 0.1 vCPU."})
     for name in ("Error", "Prediction", "Health", "Ready", "Version", "Model", "ModelList", "RecordsRequest",
-                 "RecordsResponse", "Invocations"):
+                 "RecordsResponse", "RecordPrediction", "Invocations"):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     spec.components.response("Error", _json("Error", "an error; `code` is stable, `message` is for people"))
     predict = {

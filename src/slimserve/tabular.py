@@ -16,6 +16,8 @@ from slimserve.errors import UnprocessableEntity
 from slimserve.manifest import Feature
 
 MISSING = object()  # a record without this column
+_PLAIN_NUMBERS = frozenset((int, float))
+_STRINGS = frozenset((str,))
 MAX_DETAILS = 50
 
 
@@ -41,7 +43,7 @@ class ColumnField(fields.Field):
 
     def _numbers(self, values: list[Any]) -> np.ndarray:
         try:
-            if not all(type(value) in (int, float) for value in values):
+            if not _PLAIN_NUMBERS.issuperset(map(type, values)):  # bools, strings, None: the careful path
                 raise TypeError
             column = np.asarray(values, dtype=np.float64)  # the common case, checked without a Python loop
         except (TypeError, OverflowError):
@@ -84,6 +86,11 @@ class ColumnField(fields.Field):
             raise problem(code, message, int(np.argmax(bad)))
 
     def _categories(self, values: list[Any]) -> np.ndarray:
+        try:
+            if _STRINGS.issuperset(map(type, values)) and self.categories.issuperset(values):
+                return np.asarray(values, dtype=object).reshape(-1, 1)  # all known: no per-row loop
+        except TypeError:
+            pass  # an unhashable value (list, object): the loop below names its row
         for row, value in enumerate(values):
             self._check_present(value, row)
             if not isinstance(value, str):

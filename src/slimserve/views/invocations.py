@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import ValidationError
 
@@ -54,7 +55,8 @@ def _invocations(name: str | None):
     table = parse_table(request.mimetype, request.get_data(cache=False), entry.manifest.features,
                         current_app.config["MAX_ROWS"])
     result = service().predict_table(table, name)
-    body = {"predictions": [mlflow_value(label) for label in result.labels]}
+    values = {label: mlflow_value(label) for label in entry.manifest.labels}
+    body = {"predictions": [values[label] for label in result.labels]}
     if with_probabilities:
         body["probabilities"] = probability_rows(result)
     return _invocations_response.dump(body)
@@ -100,7 +102,8 @@ def predict_records(name: str):
 def probability_rows(result: TablePrediction) -> list[dict[str, float]]:
     """Class probabilities per row, keyed by label."""
     labels = result.manifest.labels
-    return [dict(zip(labels, (round(float(p), 6) for p in row), strict=True)) for row in result.probabilities]
+    rounded = np.round(result.probabilities.astype(np.float64), 6).tolist()
+    return [dict(zip(labels, row, strict=True)) for row in rounded]
 
 
 def mlflow_value(label: str) -> Any:
