@@ -122,10 +122,16 @@ def test_zero_means_missing_is_accepted(client):
     assert invoke(client, {"dataframe_records": [{**ROWS[0], "Cholesterol": 0}]}).status_code == 200
 
 
-def test_non_finite_number_is_refused(client):
+def test_nan_literal_is_not_json(client):
     response = invoke(client, data='{"dataframe_records": [{"Age": NaN, "Sex": "M", "Cholesterol": 1, '
                                    '"FastingBS": 0}]}')
-    assert_error(response, 422, "wrong_type", "Age")
+    assert_error(response, 400, "invalid_json")
+
+
+def test_number_overflowing_to_infinity_is_not_json(client):
+    response = invoke(client, data='{"dataframe_records": [{"Age": 1e999, "Sex": "M", "Cholesterol": 1, '
+                                   '"FastingBS": 0}]}')
+    assert_error(response, 400, "invalid_json")
 
 
 def test_csv_with_a_text_cell_in_a_number_column_is_refused(client):

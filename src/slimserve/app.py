@@ -10,6 +10,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from slimserve import config as settings
+from slimserve import jsonio
 from slimserve.imaging import ImageLimits
 from slimserve.registry import build_registry
 from slimserve.runtimes import RuntimeOptions
@@ -27,7 +28,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
         app.config.update(config)
     # Flask/werkzeug refuse larger bodies with 413 before reading them.
     app.config["MAX_CONTENT_LENGTH"] = app.config["MAX_UPLOAD_BYTES"]
-    app.json.sort_keys = False
+    jsonio.init_app(app)
     init_request_id(app)
     init_models(app)
     from slimserve import views

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from slimserve import jsonio
 from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
 from slimserve.manifest import Feature
 from slimserve.tabular import MISSING
@@ -88,7 +88,7 @@ JSON_PARSERS: dict[str, Callable[[Any], Table]] = {
 def parse_json(body: bytes, features: list[Feature]) -> Table:
     """An MLflow JSON payload: exactly one of dataframe_split, dataframe_records, instances, inputs."""
     try:
-        payload = json.loads(body)
+        payload = jsonio.loads(body)
     except (ValueError, UnicodeDecodeError):
         raise _bad("the body is not valid JSON", code="invalid_json") from None
     if not isinstance(payload, dict):
