@@ -93,8 +93,9 @@ def first_200(port: int, method: str, path: str, upload: Upload | None, deadline
     return None, f"gave up ({seen})"
 
 
-def sequential(port: int, uploads: list[Upload], count: int, deadline: float, pause: float = 0.0) -> dict:
-    """`count` POST /predict one after another (`pause` s apart), cycling the samples; client and server latency."""
+def timed_posts(port: int, path: str, uploads: list[Upload], count: int, deadline: float,
+                pause: float = 0.0) -> tuple[list[float], list[float], dict[str, int]]:
+    """`count` POSTs one after another (`pause` s apart), cycling `uploads`: client ms, inference_ms, errors."""
     client_ms: list[float] = []
     inference_ms: list[float] = []
     errors: dict[str, int] = {}
@@ -105,17 +106,25 @@ def sequential(port: int, uploads: list[Upload], count: int, deadline: float, pa
         if pause and i:
             time.sleep(pause)
         try:
-            reply = call(port, "POST", "/predict", uploads[i % len(uploads)], timeout=60.0)
+            reply = call(port, "POST", path, uploads[i % len(uploads)], timeout=60.0)
         except (OSError, http.client.HTTPException) as exc:
             errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
             continue
         if reply.status != 200:
-            errors[f"HTTP {reply.status}"] = errors.get(f"HTTP {reply.status}", 0) + 1
+            key = f"HTTP {reply.status} {reply.body[:80].decode(errors='replace')}"
+            errors[key] = errors.get(key, 0) + 1
             continue
         client_ms.append(reply.ms)
-        server_ms = json.loads(reply.body).get("inference_ms")
-        if isinstance(server_ms, int | float):
-            inference_ms.append(float(server_ms))
+        if b'"inference_ms"' in reply.body:
+            server_ms = json.loads(reply.body).get("inference_ms")
+            if isinstance(server_ms, int | float):
+                inference_ms.append(float(server_ms))
+    return client_ms, inference_ms, errors
+
+
+def sequential(port: int, uploads: list[Upload], count: int, deadline: float, pause: float = 0.0) -> dict:
+    """`count` POST /predict one after another (`pause` s apart), cycling the samples; client and server latency."""
+    client_ms, inference_ms, errors = timed_posts(port, "/predict", uploads, count, deadline, pause)
     return {"client_ms": summarize_ms(client_ms), "server_inference_ms": summarize_ms(inference_ms),
             "errors": errors}
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import http.client
-import json
 import os
 import re
 import shlex
@@ -13,7 +11,7 @@ from pathlib import Path
 
 from scripts.bench import server as srv
 from scripts.bench.cgroups import Sandbox
-from scripts.bench.client import Upload, call
+from scripts.bench.client import Upload, timed_posts
 from scripts.bench.measure import percentile
 
 # The deploy config's access log format with %(D)s (µs) instead of %(M)s (whole ms): gunicorn's gthread worker
@@ -77,27 +75,7 @@ def series(port: int, path: str, uploads: list[Upload], count: int, deadline: fl
            log: Path | None = None) -> dict:
     """`count` sequential POSTs (fresh connection each): client round trip, inference_ms and gunicorn time."""
     cursor = LogCursor(log)
-    client_ms: list[float] = []
-    inference_ms: list[float] = []
-    errors: dict[str, int] = {}
-    for i in range(count):
-        if time.monotonic() > deadline:
-            errors["deadline"] = count - i
-            break
-        if pause and i:
-            time.sleep(pause)
-        try:
-            reply = call(port, "POST", path, uploads[i % len(uploads)], timeout=60.0)
-        except (OSError, http.client.HTTPException) as exc:
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            continue
-        if reply.status != 200:
-            key = f"HTTP {reply.status} {reply.body[:80].decode(errors='replace')}"
-            errors[key] = errors.get(key, 0) + 1
-            continue
-        client_ms.append(reply.ms)
-        if b'"inference_ms"' in reply.body:
-            inference_ms.append(float(json.loads(reply.body)["inference_ms"]))
+    client_ms, inference_ms, errors = timed_posts(port, path, uploads, count, deadline, pause)
     out = {"client_round_trip_ms": summarize(client_ms), "errors": errors}
     if inference_ms:
         out["model_inference_ms"] = summarize(inference_ms)
