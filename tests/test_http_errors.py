@@ -70,6 +70,16 @@ def test_unexpected_field_is_named_not_dropped(client):
     assert_error(client.post("/predict", data=data), 400, "unexpected_field", "comment")
 
 
+def test_part_with_an_unparsable_name_is_400_not_500(client):
+    # Found by schemathesis: a part named `\` (an unterminated quoted string) parses to the key None.
+    boundary = "b0undary"
+    body = (f'--{boundary}\r\nContent-Disposition: form-data; name="\\"\r\n\r\nnull\r\n'
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="a.jpg"\r\n\r\n').encode()
+    body += image_bytes() + f"\r\n--{boundary}--\r\n".encode()
+    response = client.post("/predict", data=body, content_type=f"multipart/form-data; boundary={boundary}")
+    assert_error(response, 400, "unexpected_field")
+
+
 def test_non_image_bytes_are_415_whatever_the_name(client):
     data = {"file": (io.BytesIO(SECRET + b" plain text"), "xray.jpeg")}
     assert_error(client.post("/predict", data=data), 415, "unsupported_image_type", "file")

@@ -77,7 +77,7 @@ def predict_records(name: str):
     try:
         payload = _records_schema.load(request.get_json(silent=True) or {})
     except ValidationError as exc:
-        field = sorted(exc.normalized_messages())[0]
+        field = sorted(exc.normalized_messages(), key=str)[0]
         raise BadRequest("send {\"records\": [ {column: value, ...}, ... ]}", code="invalid_payload",
                          field="".join(ch for ch in str(field) if ch.isprintable())[:64]) from None
     records = payload["records"]

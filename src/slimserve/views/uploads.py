@@ -63,7 +63,7 @@ def _upload_error(messages: dict) -> BadRequest:
         if missing:
             return BadRequest("a multipart field called `file` is required", code="missing_file", field="file")
         return BadRequest("send exactly one file per request", code="too_many_files", field="file")
-    field = sorted(messages)[0]
+    field = sorted(messages, key=str)[0]  # a part without a usable name parses to the key None
     # Field names are the client's own keys; keep them short and printable before naming them.
-    safe = "".join(ch for ch in field if ch.isprintable())[:64]
+    safe = "".join(ch for ch in str(field) if ch.isprintable())[:64]
     return BadRequest("unexpected field; only `file` is accepted", code="unexpected_field", field=safe)
