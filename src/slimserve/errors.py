@@ -6,6 +6,11 @@ The mapping to JSON lives in `slimserve.views.errors`; nothing else formats erro
 from __future__ import annotations
 
 
+def safe_name(name: object) -> str:
+    """A client-chosen key (field or column name) made printable and short enough to name in an error."""
+    return "".join(ch for ch in str(name) if ch.isprintable())[:64]
+
+
 class SlimserveError(Exception):
     """Base class: a client-safe message, a machine-readable code and an HTTP status."""
 

@@ -33,7 +33,8 @@ def _bad(message: str, code: str = "invalid_payload") -> BadRequest:
     return BadRequest(message, code=code)
 
 
-def _from_records(records: Any) -> Table:
+def table_from_records(records: Any) -> Table:
+    """A list of row objects as named columns; a column missing from a row holds MISSING there."""
     if not isinstance(records, list) or not all(isinstance(r, dict) for r in records):
         raise _bad("records must be a list of objects, one per row")
     names: dict[str, None] = {}
@@ -44,7 +45,7 @@ def _from_records(records: Any) -> Table:
 
 def _from_columns(columns: dict[str, Any]) -> Table:
     if not all(isinstance(v, list) for v in columns.values()):
-        return _from_records([columns])  # one record written as an object of scalars
+        return table_from_records([columns])  # one record written as an object of scalars
     lengths = {len(v) for v in columns.values()}
     if len(lengths) > 1:
         raise _bad("every column must have the same number of values", code="ragged_columns")
@@ -74,12 +75,12 @@ def _from_tensor_or_records(value: Any) -> Table:
         return _from_columns(value)
     if isinstance(value, list) and value and not isinstance(value[0], dict):
         raise _bad("this model takes named columns: send a list of objects or an object of columns")
-    return _from_records(value)
+    return table_from_records(value)
 
 
 JSON_PARSERS: dict[str, Callable[[Any], Table]] = {
     DATAFRAME_SPLIT: _from_split,
-    DATAFRAME_RECORDS: _from_records,
+    DATAFRAME_RECORDS: table_from_records,
     INSTANCES: _from_tensor_or_records,
     INPUTS: _from_tensor_or_records,
 }
@@ -149,7 +150,11 @@ def parse_table(mimetype: str, body: bytes, features: list[Feature], max_rows: i
     if parser is None:
         raise UnsupportedMediaType("send application/json (MLflow formats) or text/csv",
                                    code="unsupported_media_type")
-    table = parser(body, features)
+    return bounded(parser(body, features), max_rows)
+
+
+def bounded(table: Table, max_rows: int) -> Table:
+    """The table, if it has between one and `max_rows` rows."""
     if table.rows > max_rows:
         raise PayloadTooLarge(f"at most {max_rows} rows per request", code="too_many_rows")
     if table.rows == 0:

@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from marshmallow import RAISE, Schema, ValidationError, fields
 
-from slimserve.errors import UnprocessableEntity
+from slimserve.errors import UnprocessableEntity, safe_name
 from slimserve.manifest import Feature
 
 MISSING = object()  # a record without this column
@@ -136,7 +136,7 @@ def table_error(error: ValidationError, known: dict[str, Any]) -> UnprocessableE
         if isinstance(message, dict):
             details.append({"field": field, **message})
         elif field not in known:
-            details.append({"field": _safe(field), "row": None, "code": "unexpected_field",
+            details.append({"field": safe_name(field), "row": None, "code": "unexpected_field",
                             "message": "is not an input of this model"})
         else:
             details.append({"field": field, "row": None, "code": "missing_field", "message": "is missing"})
@@ -148,7 +148,3 @@ def table_error(error: ValidationError, known: dict[str, Any]) -> UnprocessableE
                               code=first["code"], field=first["field"])
     exc.extra = {"row": first["row"], "details": details[:MAX_DETAILS]}
     return exc
-
-
-def _safe(name: Any) -> str:
-    return "".join(ch for ch in str(name) if ch.isprintable())[:64]

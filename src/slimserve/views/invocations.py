@@ -8,11 +8,10 @@ import numpy as np
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import ValidationError
 
-from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
-from slimserve.payloads import Table, parse_table
+from slimserve.errors import BadRequest, UnsupportedMediaType, safe_name
+from slimserve.payloads import bounded, parse_table, table_from_records
 from slimserve.schemas import InvocationsSchema, RecordsRequestSchema, RecordsResponseSchema
 from slimserve.service import TablePrediction
-from slimserve.tabular import MISSING
 from slimserve.views.context import registry, service
 from slimserve.views.uploads import read_upload
 
@@ -79,12 +78,8 @@ def predict_records(name: str):
     except ValidationError as exc:
         field = sorted(exc.normalized_messages(), key=str)[0]
         raise BadRequest("send {\"records\": [ {column: value, ...}, ... ]}", code="invalid_payload",
-                         field="".join(ch for ch in str(field) if ch.isprintable())[:64]) from None
-    records = payload["records"]
-    if len(records) > current_app.config["MAX_ROWS"]:
-        raise PayloadTooLarge(f"at most {current_app.config['MAX_ROWS']} rows per request", code="too_many_rows")
-    names = {key: None for record in records for key in record}
-    table = Table({key: [r.get(key, MISSING) for r in records] for key in names}, len(records))
+                         field=safe_name(field)) from None
+    table = bounded(table_from_records(payload["records"]), current_app.config["MAX_ROWS"])
     result = service().predict_table(table, name)
     label_names = entry.manifest.label_names
     return _records_response.dump({

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import request
 from marshmallow import ValidationError
 
-from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, safe_name
 from slimserve.schemas import UploadSchema
 
 # A raw body is accepted with these types; the bytes still decide whether it really is an image.
@@ -64,6 +64,4 @@ def _upload_error(messages: dict) -> BadRequest:
             return BadRequest("a multipart field called `file` is required", code="missing_file", field="file")
         return BadRequest("send exactly one file per request", code="too_many_files", field="file")
     field = sorted(messages, key=str)[0]  # a part without a usable name parses to the key None
-    # Field names are the client's own keys; keep them short and printable before naming them.
-    safe = "".join(ch for ch in str(field) if ch.isprintable())[:64]
-    return BadRequest("unexpected field; only `file` is accepted", code="unexpected_field", field=safe)
+    return BadRequest("unexpected field; only `file` is accepted", code="unexpected_field", field=safe_name(field))
