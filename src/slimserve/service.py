@@ -98,25 +98,27 @@ def decide(manifest: Manifest, probabilities: np.ndarray) -> tuple[str, float]:
     For a binary model that is P(positive label), whatever the decision, so clients can apply their
     own threshold; otherwise it is the probability of the predicted class.
     """
-    if manifest.activation == "sigmoid" or (manifest.positive_label and len(manifest.labels) == 2):
-        positive = manifest.positive_label or manifest.labels[1]
-        index = manifest.labels.index(positive)
-        score = float(probabilities[index])
-        label = positive if score >= manifest.threshold else manifest.labels[1 - index]
-        return label, round(score, 6)
-    index = int(np.argmax(probabilities))
-    return manifest.labels[index], round(float(probabilities[index]), 6)
+    (label,) = decide_rows(manifest, probabilities[np.newaxis, :])
+    positive = _positive_index(manifest)
+    index = positive if positive is not None else manifest.labels.index(label)
+    return label, round(float(probabilities[index]), 6)
 
 
 def decide_rows(manifest: Manifest, probabilities: np.ndarray) -> list[str]:
-    """The predicted label of every row, by the same rule as `decide`."""
+    """The predicted label of every row: threshold on P(positive) for binary models, else argmax."""
     names = np.asarray(manifest.labels, dtype=object)
-    if manifest.activation == "sigmoid" or (manifest.positive_label and len(manifest.labels) == 2):
-        positive = manifest.labels.index(manifest.positive_label or manifest.labels[1])
+    positive = _positive_index(manifest)
+    if positive is not None:
         chosen = np.where(probabilities[:, positive] >= manifest.threshold, positive, 1 - positive)
     else:
         chosen = np.argmax(probabilities, axis=1)
     return names[chosen].tolist()
+
+
+def _positive_index(manifest: Manifest) -> int | None:
+    if manifest.activation == "sigmoid" or (manifest.positive_label and len(manifest.labels) == 2):
+        return manifest.labels.index(manifest.positive_label or manifest.labels[1])
+    return None
 
 
 def clean_filename(filename: str | None) -> str | None:
