@@ -9,13 +9,19 @@ import os
 # does no BLAS work worth threading.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
+# The package lives in src/; gunicorn puts this folder on its import path for the worker class and the app.
+pythonpath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
 wsgi_app = "scripts.deploy.deploy:app"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # One worker: a second copy of the model and runtime would double memory for no CPU we have.
 workers = int(os.environ.get("WEB_CONCURRENCY", "1"))
-# gthread: /health and /ready keep answering while a prediction or the model load runs.
-worker_class = "gthread"
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# Our gthread variant: the event loop buffers whole requests under read deadlines (slow clients cost a
+# buffer, not a thread), predictions run on `threads` threads with at most SLIMSERVE_MAX_INFLIGHT in flight
+# (the rest get 503 + Retry-After at once), /health and /ready are answered by the loop itself, and other
+# GET routes have two threads of their own.
+worker_class = "slimserve.worker.BufferingWorker"
+# One prediction thread: at 0.1 vCPU a second one adds no throughput, only GIL contention with the loop.
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # The heartbeat file on tmpfs: a disk-backed /tmp can stall the worker and get it killed.
 worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 # At 0.1 vCPU the first requests after a wake-up are slow; do not kill a worker that is merely starved.

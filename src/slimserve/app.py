@@ -32,8 +32,10 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     init_request_id(app)
     init_models(app)
     from slimserve import views
+    from slimserve.views.health import probes
 
     views.init_app(app)
+    app.extensions["slimserve.probes"] = probes(app.extensions["slimserve.registry"])
     return app
 
 

@@ -26,9 +26,18 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "LOAD_ASYNC": ("SLIMSERVE_LOAD_ASYNC", "bool", True),
     "AUTO_COMPILE": ("SLIMSERVE_AUTO_COMPILE", "bool", True),
     "INTRA_OP_THREADS": ("SLIMSERVE_INTRA_OP_THREADS", int, 1),
+    # The buffering worker (slimserve.worker): read deadlines, the prediction lane, the body budget.
+    "MAX_INFLIGHT": ("SLIMSERVE_MAX_INFLIGHT", int, 4),
+    "HEADER_SECONDS": ("SLIMSERVE_HEADER_TIMEOUT", float, 10.0),
+    "IDLE_SECONDS": ("SLIMSERVE_IDLE_TIMEOUT", float, 5.0),
+    "MIN_BODY_RATE": ("SLIMSERVE_MIN_BODY_RATE", int, 50_000),
+    "BODY_BUDGET": ("SLIMSERVE_BODY_BUDGET", int, 24 * 1024 * 1024),
+    "MAX_HEADER_BYTES": ("SLIMSERVE_MAX_HEADER_BYTES", int, 64 * 1024),
     "GIT_COMMIT": ("GIT_COMMIT", str, None),
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
 }
+WORKER_SETTINGS = ("MAX_INFLIGHT", "HEADER_SECONDS", "IDLE_SECONDS", "MIN_BODY_RATE", "BODY_BUDGET",
+                   "MAX_HEADER_BYTES")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

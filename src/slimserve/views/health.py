@@ -2,30 +2,55 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import orjson
 from flask import Blueprint, current_app
 
 from slimserve import __version__
+from slimserve.registry import ModelRegistry
 from slimserve.schemas import HealthSchema, ReadySchema, VersionSchema
 from slimserve.views.context import git_commit, registry
 
 bp = Blueprint("health", __name__)
 
 
+def health_state() -> tuple[dict, int]:
+    """Liveness body and status."""
+    return {"status": "ok"}, 200
+
+
+def ready_state(reg: ModelRegistry) -> tuple[dict, int]:
+    """Readiness body and status: 200 once every model is loaded, 503 until then."""
+    models = {name: ("ready" if entry.ready else "failed" if entry.error else "loading")
+              for name, entry in reg.entries.items()}
+    ready = reg.ready
+    return {"ready": ready, "models": models}, (200 if ready else 503)
+
+
+def probes(reg: ModelRegistry) -> dict[str, Callable[[], tuple[int, bytes]]]:
+    """The probes the buffering worker answers in its event loop, never behind predictions (same bodies)."""
+    def answer(state: Callable[[], tuple[dict, int]]) -> Callable[[], tuple[int, bytes]]:
+        def probe() -> tuple[int, bytes]:
+            body, status = state()
+            return status, orjson.dumps(body)
+        return probe
+
+    return {"/health": answer(health_state), "/ready": answer(lambda: ready_state(reg))}
+
+
 @bp.get("/health")
 def health():
     """Liveness: the process answers. Cheap; never touches the model."""
-    return HealthSchema().dump({"status": "ok"})
+    body, status = health_state()
+    return HealthSchema().dump(body), status
 
 
 @bp.get("/ready")
 def ready():
     """Readiness: 200 once every model is loaded, 503 until then."""
-    models = {
-        name: ("ready" if entry.ready else "failed" if entry.error else "loading")
-        for name, entry in registry().entries.items()
-    }
-    body = ReadySchema().dump({"ready": registry().ready, "models": models})
-    return body, (200 if body["ready"] else 503)
+    body, status = ready_state(registry())
+    return ReadySchema().dump(body), status
 
 
 @bp.get("/version")

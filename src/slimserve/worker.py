@@ -1,0 +1,287 @@
+"""A gunicorn worker that reads whole requests in its event loop before any thread sees them.
+
+Why: gunicorn's gthread worker hands a connection to a thread as soon as one byte arrives, and the thread
+then blocks reading the rest. Four clients trickling headers at 1 byte/s held all four threads and stalled
+every other client; a body shorter than its Content-Length held a thread for good. Here the event loop
+buffers each request under deadlines and only complete requests reach a thread, so a slow client costs a
+buffer, not a thread. Complete requests go to one of two lanes: predictions (POST) with a bounded number in
+flight — past it the loop answers 503 + Retry-After at once instead of queueing — and everything else
+(`/health`, `/ready`, metadata) on threads of its own, so probes never wait behind predictions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import selectors
+import socket
+import threading
+import time
+import uuid
+from concurrent import futures
+from functools import partial
+
+from gunicorn import http
+from gunicorn.workers.gthread import ThreadWorker
+
+from slimserve import config as settings
+from slimserve.wire import BufferedSocket, Conn, error_bytes, response_bytes
+
+PREDICTION_NICE = 10
+DRAIN_SECONDS = 2.0
+SUMMARY_SECONDS = 10.0  # after an early answer, read and discard the unread body so the client sees the answer
+
+
+def lower_priority() -> None:
+    """Run this thread at nice +PREDICTION_NICE.
+
+    Under a 0.1 vCPU quota the loop and the predictions share 10 ms of CPU per 100 ms. Linux weighs threads by
+    nice value, so the loop (accepting, shedding, answering probes: ~0.1-0.2 ms each) runs first whenever it
+    has work, and predictions still get every cycle the loop does not use.
+    """
+    with contextlib.suppress(OSError):  # not permitted here: run at normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREDICTION_NICE)
+
+
+class BufferingWorker(ThreadWorker):
+    """gthread with request buffering, read deadlines, a bounded prediction lane and a probe lane."""
+
+    def init_process(self) -> None:
+        """Read the limits from slimserve's one configuration place and build both thread pools."""
+        env = settings.from_env()
+        self.limits = {key: env[key] for key in settings.WORKER_SETTINGS}
+        self.limits["MAX_BUFFERED_BODY"] = env["MAX_UPLOAD_BYTES"]
+        self.inflight = 0
+        self.buffered = 0  # bytes held by requests not yet handed to a thread, across connections
+        self.conns: set[Conn] = set()
+        self.answered: dict[str, int] = {}  # loop answers (shed, timeouts, bad heads) since the last summary
+        self.summarized = time.monotonic()
+        self.probe_pool = futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
+        super().init_process()
+
+    def get_thread_pool(self) -> futures.ThreadPoolExecutor:
+        """The prediction lane: `threads` threads at a lower CPU priority than the loop and the probes."""
+        return futures.ThreadPoolExecutor(max_workers=self.cfg.threads, thread_name_prefix="predict",
+                                          initializer=lower_priority)
+
+    def load_wsgi(self) -> None:
+        """Load the app, then pick up the probes it offers for the loop to answer itself."""
+        super().load_wsgi()
+        self.probes = getattr(self.wsgi, "extensions", {}).get("slimserve.probes", {})
+
+    def accept(self, server, listener) -> bool:
+        """Accept a connection and watch it for bytes (no thread is involved yet); False if none was waiting."""
+        try:
+            sock, client = listener.accept()
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.ECONNABORTED, errno.EWOULDBLOCK):
+                raise
+            return False
+        conn = Conn(sock, client, server, self.limits)
+        with self._lock:
+            self.conns.add(conn)
+            self.nr_conns += 1
+        if self.nr_conns > self.worker_connections:
+            self._reply(conn, 503, "too_many_connections", retry_after=1, registered=False)
+            return True
+        self._watch(conn)
+        # TCP_DEFER_ACCEPT: the kernel hands us connections once bytes arrived, so read them now rather than
+        # after another turn of the loop (a probe is then answered within this call).
+        self.on_client_socket_readable(conn, sock)
+        return True
+
+    def _watch(self, conn: Conn) -> None:
+        with self._lock:
+            self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
+
+    def on_client_socket_readable(self, conn: Conn, client) -> None:
+        """Read what arrived without blocking; answer or dispatch once the request is complete."""
+        try:
+            chunk = conn.sock.recv(262144)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError:
+            chunk = b""
+        if not chunk:
+            return self._drop(conn)
+        conn.progress = time.monotonic()
+        if conn.draining_until is not None:
+            return  # discarding the body of a request already answered
+        buf = conn.buffer
+        had_head = buf.head_end is not None
+        buf.feed(chunk)
+        with self._lock:
+            self.buffered += len(chunk)
+            conn.held += len(chunk)
+            over_budget = self.buffered > self.limits["BODY_BUDGET"]
+        if over_budget and buf.state == "reading":
+            return self._reply(conn, 503, "overloaded", retry_after=1, drain=True)
+        self._advance(conn, had_head)
+
+    def _advance(self, conn: Conn, had_head: bool) -> None:
+        """Act on the buffer's state: refuse a bad head, shed at a full lane, dispatch a whole request."""
+        buf = conn.buffer
+        if buf.state == "bad":
+            return self._reply(conn, 431 if buf.problem == "headers_too_large" else 400, buf.problem)
+        if not had_head and buf.head_end is not None and not self._admit(conn):
+            return self._reply(conn, 503, "overloaded", retry_after=1, drain=buf.state == "reading")
+        if buf.state == "complete" and buf.method == "GET" and buf.path in self.probes:
+            self._probe(conn)
+        elif buf.state in ("complete", "oversized"):
+            self._dispatch(conn)
+
+    def _probe(self, conn: Conn) -> None:
+        """Answer a health probe right here: at any load it costs microseconds and waits for no thread."""
+        buf = conn.buffer
+        status, body = self.probes[buf.path]()
+        keep = buf.keep_alive and self.alive
+        try:
+            conn.sock.send(response_bytes(status, body, uuid.uuid4().hex, close=not keep))
+        except OSError:
+            keep = False
+        if not keep:
+            return self._drop(conn)
+        self._release(conn)
+        conn.reset(buf.leftover)
+        if conn.buffer.state != "reading":  # a pipelined request came with the probe
+            self._advance(conn, had_head=False)
+
+    def _admit(self, conn: Conn) -> bool:
+        """At the end of a head: is there room for this request (a lane slot, room in the body budget)?"""
+        buf = conn.buffer
+        if buf.method != "POST":
+            return True
+        body = 0 if buf.state == "oversized" else (buf.content_length or 0)  # oversized bodies are not buffered
+        with self._lock:
+            return (self.inflight < self.limits["MAX_INFLIGHT"]
+                    and self.buffered + body <= self.limits["BODY_BUDGET"])
+
+    def _release(self, conn: Conn) -> None:
+        with self._lock:
+            self.buffered -= conn.held
+            conn.held = 0
+
+    def _dispatch(self, conn: Conn) -> None:
+        buf = conn.buffer
+        prediction = buf.method == "POST"
+        with self._lock:
+            self.poller.unregister(conn.sock)
+            if prediction and self.inflight >= self.limits["MAX_INFLIGHT"]:
+                shed = True
+            else:
+                shed = False
+                self.inflight += prediction
+        if shed:
+            return self._reply(conn, 503, "overloaded", retry_after=1, registered=False)
+        conn.passthrough = buf.state == "oversized"
+        data = buf.take()
+        self._release(conn)
+        conn.sock.setblocking(True)
+        conn.sock.settimeout(self.limits["IDLE_SECONDS"])  # bounds a client that never reads its answer
+        conn.parser = http.RequestParser(self.cfg, BufferedSocket(conn.sock, data, conn.passthrough), conn.client)
+        future = (self.tpool if prediction else self.probe_pool).submit(self.handle, conn)
+        future.prediction = prediction
+        self._wrap_future(future, conn)
+
+    def finish_request(self, fs) -> None:
+        """A thread finished: free the lane slot, then keep the connection alive or close it."""
+        conn = fs.conn
+        if fs.prediction:
+            with self._lock:
+                self.inflight -= 1
+        keepalive = False
+        if not fs.cancelled():
+            try:
+                keepalive = fs.result()[0]
+            except Exception:
+                keepalive = False
+        if not keepalive or not self.alive or conn.passthrough:
+            return self._drop(conn, registered=False)
+        conn.reset(conn.buffer.leftover)
+        try:
+            conn.sock.setblocking(False)
+            self._watch(conn)
+        except (OSError, ValueError, KeyError):
+            return self._drop(conn, registered=False)
+        if conn.buffer.state != "reading":  # a pipelined request arrived whole with the previous one
+            self._advance(conn, had_head=False)
+
+    def _reply(self, conn: Conn, status: int, code: str, retry_after: int | None = None,
+               registered: bool = True, drain: bool = False) -> None:
+        """Answer from the loop itself (shedding, deadlines, malformed heads), then close."""
+        request_id = uuid.uuid4().hex
+        with contextlib.suppress(OSError):
+            conn.sock.send(error_bytes(status, code, request_id, retry_after))  # small: fits the send buffer
+        # One line per answer would cost the CPU that shedding is there to save: count, and summarize in sweep().
+        self.log.debug('"%s %s" %s %s rid=%s', conn.buffer.method or "-", conn.buffer.path or "-", status, code,
+                       request_id)
+        self.answered[code] = self.answered.get(code, 0) + 1
+        self._release(conn)
+        if drain:
+            conn.draining_until = time.monotonic() + DRAIN_SECONDS
+            with contextlib.suppress(OSError):
+                conn.sock.shutdown(socket.SHUT_WR)
+            if not registered:
+                self._watch(conn)
+            return
+        self._drop(conn, registered)
+
+    def _drop(self, conn: Conn, registered: bool = True) -> None:
+        with self._lock:
+            if registered:
+                with contextlib.suppress(KeyError, ValueError, OSError):
+                    self.poller.unregister(conn.sock)
+            if conn in self.conns:
+                self.conns.discard(conn)
+                self.nr_conns -= 1
+        self._release(conn)
+        with contextlib.suppress(OSError):
+            conn.sock.close()
+
+    def sweep(self, closing: bool) -> None:
+        """Enforce the deadlines on connections the loop is watching; when closing, drop idle ones."""
+        now = time.monotonic()
+        if self.answered and now - self.summarized >= SUMMARY_SECONDS:
+            counts = ", ".join(f"{count} {code}" for code, count in sorted(self.answered.items()))
+            self.log.warning("answered by the event loop in the last %.0f s: %s", now - self.summarized, counts)
+            self.answered, self.summarized = {}, now
+        with self._lock:
+            watched = [c for c in self.conns if c.sock.fileno() != -1 and c.sock in self.poller.get_map()]
+        for conn in watched:
+            why = conn.expired(now, 0.0 if closing else self.cfg.keepalive)
+            if why in ("idle", "drained"):
+                self._drop(conn)
+            elif why:
+                self._reply(conn, 408, "request_timeout")
+
+    def run(self) -> None:
+        """The event loop; on SIGTERM stop accepting, finish accepted requests within graceful_timeout."""
+        for listener in self.sockets:
+            listener.setblocking(False)
+            if hasattr(socket, "TCP_DEFER_ACCEPT") and listener.family in (socket.AF_INET, socket.AF_INET6):
+                listener.setsockopt(socket.IPPROTO_TCP, socket.TCP_DEFER_ACCEPT, 1)
+            self.poller.register(listener, selectors.EVENT_READ, partial(self.accept, listener.getsockname()))
+        deadline = None
+        while True:
+            self.notify()
+            if not self.alive and deadline is None:
+                deadline = time.monotonic() + self.cfg.graceful_timeout
+                for listener in self.sockets:
+                    self.poller.unregister(listener)
+                    # Connections the kernel already accepted for us are requests in flight: serve them.
+                    while self.accept(listener.getsockname(), listener):
+                        pass
+                    listener.close()
+            for key, _ in self.poller.select(0.25):
+                key.data(key.fileobj)
+            self.futures = type(self.futures)(f for f in self.futures if not f.done())
+            self.sweep(closing=deadline is not None)
+            if deadline is not None and (not self.conns or time.monotonic() > deadline):
+                break
+            if not self.is_parent_alive():
+                break
+        for pool in (self.tpool, self.probe_pool):
+            pool.shutdown(wait=False)
+        futures.wait(self.futures, timeout=max(0.0, (deadline or time.monotonic()) - time.monotonic()))
+        self.poller.close()
