@@ -5,7 +5,7 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from slimserve.wire import RequestBuffer, error_bytes
+from slimserve.wire import RequestBuffer, error_bytes, retry_seconds
 
 HEAD = b"POST /predict?filename=x.jpeg HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\n"
 
@@ -97,3 +97,9 @@ def test_loop_answers_are_complete_http_responses_in_the_error_shape():
     assert f"Content-Length: {len(body)}".encode() in head and b"Connection: close" in head
     assert orjson.loads(body) == {"error": {"code": "overloaded", "message": orjson.loads(body)["error"]["message"]},
                                   "request_id": "rid1"}
+
+
+@pytest.mark.parametrize(("shed", "done", "seconds"), [
+    (0, 0, 1), (5, 10, 1), (117, 11, 11), (5000, 1, 30), (40, 0, 30)])
+def test_retry_after_spreads_shed_clients_over_the_time_needed_to_serve_them(shed, done, seconds):
+    assert retry_seconds(shed, done) == seconds

@@ -7,6 +7,7 @@ cannot frame is handed on as it is and gunicorn answers 400.
 
 from __future__ import annotations
 
+import math
 import socket
 import time
 
@@ -188,6 +189,15 @@ class Conn:
             return "slow_headers" if now - self.opened > limits["HEADER_SECONDS"] else None
         allowed = limits["HEADER_SECONDS"] + (buf.content_length or 0) / limits["MIN_BODY_RATE"]
         return "slow_body" if now - self.opened > allowed else None
+
+
+def retry_seconds(shed: int, done: int) -> int:
+    """Seconds a shed client should wait: about how long the service needs for the clients shed before it.
+
+    A fixed 1 s brings every shed client back at once, and at 0.1 vCPU answering them costs the CPU the
+    predictions need; `shed` per second over `done` per second spreads them out (1-30 s).
+    """
+    return min(30, max(1, math.ceil(shed / max(done, 1))))
 
 
 def error_bytes(status: int, code: str, request_id: str, retry_after: int | None = None) -> bytes:

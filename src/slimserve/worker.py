@@ -26,7 +26,7 @@ from gunicorn import http
 from gunicorn.workers.gthread import ThreadWorker
 
 from slimserve import config as settings
-from slimserve.wire import BufferedSocket, Conn, error_bytes, response_bytes
+from slimserve.wire import BufferedSocket, Conn, error_bytes, response_bytes, retry_seconds
 
 PREDICTION_NICE = 10
 DRAIN_SECONDS = 2.0
@@ -57,6 +57,8 @@ class BufferingWorker(ThreadWorker):
         self.conns: set[Conn] = set()
         self.answered: dict[str, int] = {}  # loop answers (shed, timeouts, bad heads) since the last summary
         self.summarized = time.monotonic()
+        # Predictions finished and shed in the current and the previous second: the basis of Retry-After.
+        self.window, self.last_window, self.window_started = {"done": 0, "shed": 0}, {"done": 0, "shed": 0}, 0.0
         self.probe_pool = futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
         super().init_process()
 
@@ -83,7 +85,7 @@ class BufferingWorker(ThreadWorker):
             self.conns.add(conn)
             self.nr_conns += 1
         if self.nr_conns > self.worker_connections:
-            self._reply(conn, 503, "too_many_connections", retry_after=1, registered=False)
+            self._reply(conn, 503, "too_many_connections", retry_after=self.retry_after(), registered=False)
             return True
         self._watch(conn)
         # TCP_DEFER_ACCEPT: the kernel hands us connections once bytes arrived, so read them now rather than
@@ -116,7 +118,7 @@ class BufferingWorker(ThreadWorker):
             conn.held += len(chunk)
             over_budget = self.buffered > self.limits["BODY_BUDGET"]
         if over_budget and buf.state == "reading":
-            return self._reply(conn, 503, "overloaded", retry_after=1, drain=True)
+            return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(), drain=True)
         self._advance(conn, had_head)
 
     def _advance(self, conn: Conn, had_head: bool) -> None:
@@ -125,7 +127,7 @@ class BufferingWorker(ThreadWorker):
         if buf.state == "bad":
             return self._reply(conn, 431 if buf.problem == "headers_too_large" else 400, buf.problem)
         if not had_head and buf.head_end is not None and not self._admit(conn):
-            return self._reply(conn, 503, "overloaded", retry_after=1, drain=buf.state == "reading")
+            return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(), drain=buf.state == "reading")
         if buf.state == "complete" and buf.method == "GET" and buf.path in self.probes:
             self._probe(conn)
         elif buf.state in ("complete", "oversized"):
@@ -173,7 +175,7 @@ class BufferingWorker(ThreadWorker):
                 shed = False
                 self.inflight += prediction
         if shed:
-            return self._reply(conn, 503, "overloaded", retry_after=1, registered=False)
+            return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(), registered=False)
         conn.passthrough = buf.state == "oversized"
         data = buf.take()
         self._release(conn)
@@ -190,6 +192,7 @@ class BufferingWorker(ThreadWorker):
         if fs.prediction:
             with self._lock:
                 self.inflight -= 1
+                self.window["done"] += 1
         keepalive = False
         if not fs.cancelled():
             try:
@@ -239,9 +242,16 @@ class BufferingWorker(ThreadWorker):
         with contextlib.suppress(OSError):
             conn.sock.close()
 
+    def retry_after(self) -> int:
+        """Retry-After for one more shed request, from the last second's sheds and completions."""
+        self.window["shed"] += 1
+        return retry_seconds(self.last_window["shed"], self.last_window["done"])
+
     def sweep(self, closing: bool) -> None:
         """Enforce the deadlines on connections the loop is watching; when closing, drop idle ones."""
         now = time.monotonic()
+        if now - self.window_started >= 1.0:
+            self.last_window, self.window, self.window_started = self.window, {"done": 0, "shed": 0}, now
         if self.answered and now - self.summarized >= SUMMARY_SECONDS:
             counts = ", ".join(f"{count} {code}" for code, count in sorted(self.answered.items()))
             self.log.warning("answered by the event loop in the last %.0f s: %s", now - self.summarized, counts)
