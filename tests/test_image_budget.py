@@ -98,7 +98,7 @@ def test_every_sample_xray_fits_the_decode_budget(draft):
 @pytest.mark.parametrize(("data", "limits"), [
     (zero_png(6300, 6300, 8, 6), ImageLimits()),  # RGBA, 154 KB: OOM-killed the worker before
     (zero_png(4000, 4000, 16, 0), ImageLimits(max_decode_bytes=48 * 2**20)),  # 16-bit, 31 KB
-])
+], ids=["rgba-6300x6300", "16-bit-4000x4000"])
 def test_decode_budget_refuses_before_decoding(pillow_never_decodes, data, limits):
     with pytest.raises(PayloadTooLarge) as caught:
         image_to_input(data, CONTRACT, limits)
@@ -208,7 +208,7 @@ SMALL_JPEG = noise_jpeg(64, 64)
     (zero_png(64, 64, before_idat=BIG_TEXT), PayloadTooLarge, "image_metadata_too_large"),
     (SMALL_PNG[:33] + png_chunk(b"IDAT", b"") * MAX_PNG_CHUNKS + SMALL_PNG[33:], PayloadTooLarge,
      "image_metadata_too_large"),
-    (SMALL_PNG[:-5] + b"\0\0\0\0\0", UnprocessableEntity, "corrupt_image"),  # IEND's CRC
+    (SMALL_PNG[:-4] + b"\0\0\0\0", UnprocessableEntity, "corrupt_image"),  # IEND's CRC
     (SMALL_PNG[:-12] + b"\0\0\0\xffIEND", UnprocessableEntity, "corrupt_image"),  # longer than the file
     (SMALL_PNG[:-12], UnprocessableEntity, "corrupt_image"),  # no IEND
     (encoded(Image.new("L", (64, 64)), "PNG", save_all=True, append_images=[Image.new("L", (64, 64), 255)]),
