@@ -200,7 +200,8 @@ def _jpeg_frame(body: bytes, marker: int) -> tuple[int, int, int, list[tuple[int
 def _jpeg_scan_check(data: bytes, scan_start: int, frame: tuple[int, int, int, list[tuple[int, int]]], *,
                      scan_components: int, may_rotate: bool) -> ImageHeader:
     width, height, marker, sampling = frame
-    end = data.find(b"\xff\xd9", scan_start)  # entropy-coded data escapes 0xFF, so this is the EOI
+    # Entropy-coded data escapes 0xFF, so this is the (last) EOI; searched from the end, where it usually is.
+    end = data.rfind(b"\xff\xd9", scan_start)
     if end < 0:
         raise corrupt("the JPEG has no end-of-image marker")
     if data.count(b"\xff\xda", scan_start, end) + 1 > MAX_JPEG_SCANS:
