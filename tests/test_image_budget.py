@@ -8,6 +8,7 @@ import threading
 import time
 import tracemalloc
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
@@ -163,11 +164,9 @@ def test_decodes_run_one_at_a_time(monkeypatch):
 
     monkeypatch.setattr("slimserve.imaging.preprocess", slow_preprocess)
     limits = ImageLimits(decode_wait_seconds=10)
-    threads = [threading.Thread(target=image_to_input, args=(image_bytes(), CONTRACT, limits)) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(10)
+    with ThreadPoolExecutor(4) as pool:
+        batches = list(pool.map(lambda _: image_to_input(image_bytes(), CONTRACT, limits), range(4)))
+    assert [batch.shape for batch in batches] == [(1, 28, 28, 1)] * 4
     assert most[0] == 1
 
 

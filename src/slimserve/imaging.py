@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
 
-from slimserve.config import DEFAULT_MAX_DECODE_BYTES
+from slimserve.config import DEFAULT_DECODE_WAIT_SECONDS, DEFAULT_MAX_DECODE_BYTES
 from slimserve.errors import PayloadTooLarge, ServiceUnavailable, UnprocessableEntity, UnsupportedMediaType
 from slimserve.image_budget import SIXTEEN_BIT_MODES, STRIP_ROWS, ImageHeader, inspect_header, working_bytes
 from slimserve.manifest import ImageContract
@@ -58,7 +58,7 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     min_side: int | None = None  # None: the model's own input size
     max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES  # derivation in config.py
-    decode_wait_seconds: float = 2.0
+    decode_wait_seconds: float = DEFAULT_DECODE_WAIT_SECONDS
 
 
 def sniff_format(data: bytes) -> str | None:
