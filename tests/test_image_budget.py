@@ -17,7 +17,7 @@ from PIL import Image, ImageFile
 from slimserve import create_app
 from slimserve.config import from_env
 from slimserve.errors import PayloadTooLarge, ServiceUnavailable, UnprocessableEntity, UnsupportedMediaType
-from slimserve.image_budget import MAX_ANCILLARY_CHUNKS, MAX_JPEG_SCANS, MAX_PNG_CHUNKS
+from slimserve.image_budget import MAX_ANCILLARY_CHUNKS, MAX_JPEG_HEADER_SEGMENTS, MAX_JPEG_SCANS, MAX_PNG_CHUNKS
 from slimserve.imaging import ImageLimits, checked_image, decode_slot, image_to_input, preprocess
 from slimserve.manifest import ImageContract
 from tests.conftest import SAMPLES, image_bytes, needs_shared
@@ -219,12 +219,15 @@ SMALL_JPEG = noise_jpeg(64, 64)
     (SMALL_JPEG[:2] + b"\xff" * 100_000 + SMALL_JPEG[2:], UnprocessableEntity, "corrupt_image"),  # fill bytes
     (SMALL_JPEG[:2] + b"\xff\xfe\0\x03x" * (MAX_ANCILLARY_CHUNKS + 1) + SMALL_JPEG[2:], PayloadTooLarge,
      "image_metadata_too_large"),  # comment segments
+    (SMALL_JPEG[:2] + b"\xff\x01" * (MAX_JPEG_HEADER_SEGMENTS + 1) + SMALL_JPEG[2:], PayloadTooLarge,
+     "image_metadata_too_large"),  # any segments
     (patched(SMALL_JPEG, b"\xff\xc0", b"\xff\xc9"), UnsupportedMediaType, "unsupported_image_type"),  # arithmetic
     (patched(SMALL_JPEG, b"\xff\xc0\x00\x0b\x08", b"\xff\xc0\x00\x0b\x0c"), UnsupportedMediaType,
      "unsupported_image_type"),  # 12-bit
 ], ids=["png-200k-text-chunks", "png-65-text-chunks", "png-1mb-text", "png-empty-idat-flood", "png-bad-crc",
         "png-chunk-past-the-end", "png-no-iend", "apng", "jpeg-promises-more-data", "jpeg-no-eoi",
-        "jpeg-truncated-scan", "jpeg-scan-flood", "jpeg-fill-bytes", "jpeg-comment-flood", "jpeg-arithmetic",
+        "jpeg-truncated-scan", "jpeg-scan-flood", "jpeg-fill-bytes", "jpeg-comment-flood", "jpeg-segment-flood",
+        "jpeg-arithmetic",
         "jpeg-12-bit"])
 def test_hostile_structure_is_refused_before_pillow_opens_it(pillow_never_opens, data, error, code):
     with pytest.raises(error) as caught:
