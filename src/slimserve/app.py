@@ -46,7 +46,8 @@ def init_models(app: Flask) -> None:
     registry = build_registry(cfg["MODEL_PATH"], cfg["RUNTIME"], default=cfg["DEFAULT_MODEL"],
                               options=options, auto_compile=cfg["AUTO_COMPILE"], runtimes=cfg.get("RUNTIMES"),
                               repository=cfg.get("MODEL_REPOSITORY"))
-    limits = ImageLimits(max_pixels=cfg["MAX_IMAGE_PIXELS"], min_side=cfg["MIN_IMAGE_SIDE"])
+    limits = ImageLimits(max_pixels=cfg["MAX_IMAGE_PIXELS"], min_side=cfg["MIN_IMAGE_SIDE"],
+                         max_decode_bytes=cfg["MAX_DECODE_BYTES"], decode_wait_seconds=cfg["DECODE_WAIT_SECONDS"])
     app.extensions["slimserve.registry"] = registry
     app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"])
     registry.load_all(background=cfg["LOAD_ASYNC"])

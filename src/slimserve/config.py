@@ -10,6 +10,16 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_MODELS = REPO_ROOT / "artifacts" / "models"
 BUNDLED_MODEL = BUNDLED_MODELS / "pneumonia" / "1.0.0" / "model.h5"
+# The decode budget. The container has 256 MB; gunicorn's master plus one worker with every model loaded
+# take ~122 MB RSS (../shared/FACTS.md); a 10 MB upload is held twice (werkzeug's part and our bytes).
+# That leaves ~114 MB, of which 80 MB may go to the one decode at a time (imaging.decode_slot) and the
+# rest is headroom for allocator fragmentation and the other threads' small requests. The 80 MB must hold
+# every copy the pipeline makes (decoded image, colour conversion, transpose, crop), which
+# image_budget.working_bytes counts.
+DEFAULT_MAX_DECODE_BYTES = 80 * 1024 * 1024
+# A second image waits this long for the decode slot, then gets 503 `busy`: about one of the largest
+# accepted decodes at 0.1 vCPU (a 4000×4000 16-bit PNG: 0.2 s of CPU), so ordinary concurrency queues.
+DEFAULT_DECODE_WAIT_SECONDS = 2.0
 
 # name in app.config -> (environment variable, parser, default)
 SETTINGS: dict[str, tuple[str, Any, Any]] = {
@@ -20,6 +30,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "RUNTIME": ("SLIMSERVE_RUNTIME", str, "onnx"),
     "MAX_UPLOAD_BYTES": ("SLIMSERVE_MAX_UPLOAD_BYTES", int, 10 * 1024 * 1024),
     "MAX_IMAGE_PIXELS": ("SLIMSERVE_MAX_IMAGE_PIXELS", int, 40_000_000),
+    "MAX_DECODE_BYTES": ("SLIMSERVE_MAX_DECODE_BYTES", int, DEFAULT_MAX_DECODE_BYTES),
+    "DECODE_WAIT_SECONDS": ("SLIMSERVE_DECODE_WAIT_SECONDS", float, DEFAULT_DECODE_WAIT_SECONDS),
     "MAX_ROWS": ("SLIMSERVE_MAX_ROWS", int, 10_000),
     "MIN_IMAGE_SIDE": ("SLIMSERVE_MIN_IMAGE_SIDE", int, None),
     "READY_WAIT_SECONDS": ("SLIMSERVE_READY_WAIT_SECONDS", float, 30.0),

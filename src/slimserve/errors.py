@@ -62,7 +62,7 @@ class UnprocessableEntity(SlimserveError):
 
 
 class ServiceUnavailable(SlimserveError):
-    """The model is still loading, or failed to load."""
+    """The model is still loading or failed to load, or the image decoder is busy: retry later."""
 
     status = 503
     code = "service_unavailable"

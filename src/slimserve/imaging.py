@@ -7,13 +7,18 @@ distribution it was trained on.
 from __future__ import annotations
 
 import io
+import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import ExifTags, Image, UnidentifiedImageError
 
-from slimserve.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
+from slimserve.config import DEFAULT_DECODE_WAIT_SECONDS, DEFAULT_MAX_DECODE_BYTES
+from slimserve.errors import PayloadTooLarge, ServiceUnavailable, UnprocessableEntity, UnsupportedMediaType
+from slimserve.image_budget import SIXTEEN_BIT_MODES, STRIP_ROWS, ImageHeader, inspect_header, working_bytes
 from slimserve.manifest import ImageContract
 
 # Magic numbers decide the type; the file name and the Content-Type header are only hints.
@@ -33,15 +38,27 @@ RESAMPLING = {
 # JPEG DCT scaling (draft) keeps at least this many source pixels per model pixel, which keeps the
 # result equivalent to a full decode (see tests/test_imaging.py) at a fraction of the cost.
 DRAFT_OVERSAMPLING = 4
-_SIXTEEN_BIT_MODES = {"I;16", "I;16B", "I;16L", "I;16N", "I"}
+EXIF_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+# One full-size decode at a time per process: two at once would need twice the budget.
+_DECODE_SLOT = threading.BoundedSemaphore(1)
 
 
 @dataclass(frozen=True)
 class ImageLimits:
-    """Bounds on what an upload may decode to."""
+    """Bounds on what an upload may decode to, and how long it may wait for the decoder."""
 
     max_pixels: int = 40_000_000
     min_side: int | None = None  # None: the model's own input size
+    max_decode_bytes: int = DEFAULT_MAX_DECODE_BYTES  # derivation in config.py
+    decode_wait_seconds: float = DEFAULT_DECODE_WAIT_SECONDS
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -54,6 +71,11 @@ def sniff_format(data: bytes) -> str | None:
 
 def open_image(data: bytes, contract: ImageContract, limits: ImageLimits, *, draft: bool = True) -> Image.Image:
     """Decode and validate uploaded bytes into a fully loaded PIL image."""
+    return _load(checked_image(data, contract, limits, draft=draft))
+
+
+def checked_image(data: bytes, contract: ImageContract, limits: ImageLimits, *, draft: bool = True) -> Image.Image:
+    """Open `data` lazily after checking its structure, size and decode budget; nothing is decoded yet."""
     if not data:
         raise UnprocessableEntity("the image is empty", code="empty_file", field="file")
     fmt = sniff_format(data)
@@ -62,42 +84,41 @@ def open_image(data: bytes, contract: ImageContract, limits: ImageLimits, *, dra
             "the file is not a JPEG or PNG image (decided by its content)", code="unsupported_image_type",
             field="file",
         )
+    header = inspect_header(data, fmt)
+    if header.width * header.height > limits.max_pixels:
+        raise PayloadTooLarge(
+            f"the image has more than {limits.max_pixels} pixels", code="image_too_large", field="file"
+        )
+    min_side = limits.min_side or max(contract.height, contract.width)
+    if min(header.width, header.height) < min_side:
+        raise UnprocessableEntity(
+            f"the image is smaller than {min_side}x{min_side} pixels", code="image_too_small", field="file"
+        )
     try:
         with warnings.catch_warnings():
-            # Our own pixel limit below is the check; Pillow's bomb warning would only duplicate it.
+            # Our own limits are the check; Pillow's bomb warning would only duplicate them.
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             image = Image.open(io.BytesIO(data), formats=[fmt])
-            width, height = image.size
-            if width * height > limits.max_pixels:
-                raise PayloadTooLarge(
-                    f"the image has more than {limits.max_pixels} pixels", code="image_too_large", field="file"
-                )
-            min_side = limits.min_side or max(contract.height, contract.width)
-            if min(width, height) < min_side:
-                raise UnprocessableEntity(
-                    f"the image is smaller than {min_side}x{min_side} pixels", code="image_too_small", field="file"
-                )
-            if draft and fmt == "JPEG":
-                target = DRAFT_OVERSAMPLING * max(contract.height, contract.width)
-                image.draft("L" if contract.color == "grayscale" else "RGB", (target, target))
-            image.load()
-    except (PayloadTooLarge, UnprocessableEntity):
-        raise
+        if draft and fmt == "JPEG":
+            target = DRAFT_OVERSAMPLING * max(contract.height, contract.width)
+            image.draft("L" if contract.color == "grayscale" else "RGB", (target, target))
     except Image.DecompressionBombError:
         raise PayloadTooLarge("the image decompresses to too many pixels", code="image_too_large",
                               field="file") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
-        raise UnprocessableEntity(
-            "the image is corrupt or truncated and cannot be decoded", code="corrupt_image", field="file"
-        ) from None
+        raise _corrupt() from None
+    _check_budget(image, contract, limits, header)
     return image
 
 
 def preprocess(image: Image.Image, contract: ImageContract) -> np.ndarray:
     """Apply the contract (orientation, colour, crop, resize, scaling) to one image → (H, W, C) float32."""
-    image = ImageOps.exif_transpose(image) or image
+    # Colour first, then orientation: the same pixels as the other order, but the copies are 8-bit.
+    transpose = EXIF_TRANSPOSE.get(image.getexif().get(ExifTags.Base.Orientation, 1))
     image = _to_color(image, contract.color)
-    if contract.crop == "center_square":
+    if transpose is not None:
+        image = image.transpose(transpose)
+    if contract.crop == "center_square" and image.width != image.height:  # a square needs no copy
         width, height = image.size
         side = min(width, height)
         left, top = (width - side) // 2, (height - side) // 2
@@ -114,15 +135,66 @@ def preprocess(image: Image.Image, contract: ImageContract) -> np.ndarray:
 
 def image_to_input(data: bytes, contract: ImageContract, limits: ImageLimits | None = None) -> np.ndarray:
     """Uploaded bytes → a batch of one model input, validating on the way."""
-    image = open_image(data, contract, limits or ImageLimits())
-    return preprocess(image, contract)[np.newaxis, ...]
+    limits = limits or ImageLimits()
+    image = checked_image(data, contract, limits)
+    with decode_slot(limits.decode_wait_seconds):
+        return preprocess(_load(image), contract)[np.newaxis, ...]
+
+
+@contextmanager
+def decode_slot(wait_seconds: float) -> Iterator[None]:
+    """Hold the process's one decode slot, or answer 503 `busy` after waiting `wait_seconds` for it."""
+    if not _DECODE_SLOT.acquire(timeout=wait_seconds):
+        raise ServiceUnavailable("another image is being decoded; retry shortly", code="busy")
+    try:
+        yield
+    finally:
+        _DECODE_SLOT.release()
+
+
+def _check_budget(image: Image.Image, contract: ImageContract, limits: ImageLimits, header: ImageHeader) -> None:
+    # After draft(): a JPEG decoded by DCT scaling needs memory for the scaled size only.
+    need = working_bytes(image.mode, image.size, contract.color, contract.crop, contract.width, header)
+    if need > limits.max_decode_bytes:
+        raise PayloadTooLarge(
+            f"decoding this image would need about {need // 2**20} MB, more than the "
+            f"{limits.max_decode_bytes // 2**20} MB allowed", code="image_too_large", field="file",
+        )
+
+
+def _load(image: Image.Image) -> Image.Image:
+    try:
+        image.load()
+    except (OSError, SyntaxError, ValueError, EOFError):
+        raise _corrupt() from None
+    # The model sees colour only (RGBA loses its alpha too); a palette's tRNS would make convert() warn.
+    image.info.pop("transparency", None)
+    return image
+
+
+def _corrupt() -> UnprocessableEntity:
+    return UnprocessableEntity("the image is corrupt or truncated and cannot be decoded", code="corrupt_image",
+                               field="file")
 
 
 def _to_color(image: Image.Image, color: str) -> Image.Image:
-    if image.mode in _SIXTEEN_BIT_MODES:
+    if image.mode in SIXTEEN_BIT_MODES:
         # 16-bit X-ray PNGs: scale to 8 bits instead of letting convert("L") clip at 255.
-        wide = np.asarray(image, dtype=np.float64)
-        top = 65535.0 if wide.max() > 255 else 255.0
-        image = Image.fromarray(np.round(wide * (255.0 / top)).clip(0, 255).astype(np.uint8), mode="L")
+        image = _sixteen_to_eight(image)
     target = "L" if color == "grayscale" else "RGB"
     return image if image.mode == target else image.convert(target)
+
+
+def _sixteen_to_eight(image: Image.Image) -> Image.Image:
+    """round(v * 255 / top) with top 65535 if any v > 255 else 255, clipped to 0–255, in integers by strips.
+
+    v / 257 is never exactly halfway between integers, so (v + 128) // 257 rounds as the float formula did.
+    """
+    width, height = image.size
+    top = image.getextrema()[1]
+    out = np.empty((height, width), dtype=np.uint8)
+    for row in range(0, height, STRIP_ROWS):
+        strip = np.asarray(image.crop((0, row, width, min(row + STRIP_ROWS, height))))
+        wide = np.clip(strip, 0, 65535).astype(np.uint32)
+        out[row:row + len(wide)] = (wide + 128) // 257 if top > 255 else np.minimum(wide, 255)
+    return Image.fromarray(out)
