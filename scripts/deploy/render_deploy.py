@@ -168,6 +168,8 @@ def deploy_with_hook(args: argparse.Namespace, hook_url: str, report: Report) ->
     if not args.service_url:
         report.add("Hook mode needs RENDER_SERVICE_URL: without an API key the URL cannot be looked up.")
         return report.finish("bad usage", EXIT_USAGE)
+    if args.image_url:  # an image-backed service's hook deploys the tag or digest given as imgURL
+        hook_url += ("&" if "?" in hook_url else "?") + urllib.parse.urlencode({"imgURL": args.image_url})
     request = urllib.request.Request(hook_url, data=b"", method="POST", headers={"Accept": "application/json"})
     try:
         with urllib.request.urlopen(request, timeout=args.request_timeout) as response:

@@ -101,3 +101,11 @@ def test_an_image_backed_service_deploys_the_tested_image_by_digest(fake, deploy
     (trigger,) = server.calls("POST", DEPLOYS)
     assert body_json(trigger) == {"imageUrl": IMAGE_URL}
     assert IMAGE_URL in run.summary
+
+
+def test_the_deploy_hook_of_an_image_backed_service_is_given_the_image(fake, deploy):
+    server = fake()
+    run = deploy(server, "--image-url", IMAGE_URL, mode="hook")
+    assert run.code == 0, run.everything
+    (hook,) = server.calls("POST", rf"/deploy/{SERVICE_ID}")
+    assert query(hook.path)["imgURL"] == [IMAGE_URL]
