@@ -28,6 +28,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "INTRA_OP_THREADS": ("SLIMSERVE_INTRA_OP_THREADS", int, 1),
     "GIT_COMMIT": ("GIT_COMMIT", str, None),
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
+    # The image this process runs in (e.g. sha256:…), when whoever starts the container knows it.
+    "IMAGE_DIGEST": ("IMAGE_DIGEST", str, None),
 }
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
