@@ -25,7 +25,13 @@ WORKDIR /app
 # Layers from the least to the most often changed: dependencies, models, then code. A code-only commit
 # reuses the dependency layer (~180 MB) and the model layer.
 COPY requirements.txt ./
-RUN pip install --no-cache-dir -r requirements.txt
+# Then, in the same layer, drop what serving never imports: numpy's test suites and ONNX Runtime's
+# model-optimisation tools (transformers/, quantization/, tools/), ~27 MB. The `slimserve check` below
+# loads and runs every model, so a removal the runtime needed would fail the build.
+RUN pip install --no-cache-dir -r requirements.txt \
+    && site=$(python -c 'import os, numpy; print(os.path.dirname(os.path.dirname(numpy.__file__)))') \
+    && find "$site/numpy" -depth -type d -name tests -exec rm -rf {} + \
+    && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools"
 # Code and models stay owned by root: the service user can read them but not change them.
 COPY artifacts/models ./artifacts/models
 COPY src ./src
