@@ -18,7 +18,11 @@ export WORK=${WORK:-${TMPDIR:-/tmp}/docker-local}
 COMMIT=$(git -C "$ROOT" rev-parse HEAD)
 NAME="slimserve-docker-test-$$"
 PROJECT="slimservedockertest$$"
-COMPOSE=(docker-compose -p "$PROJECT" -f "$ROOT/docker-compose.yml" -f "$ROOT/tests/docker/compose.host.yml")
+SCRATCH=$(mktemp -d)
+# docker-compose v1 (Debian's) cannot drop `ports` in an override file, and it refuses published ports on
+# the host network: compose runs a copy of docker-compose.yml without its `ports` entries, plus the override.
+COMPOSE=(docker-compose -p "$PROJECT" --project-directory "$ROOT" -f "$SCRATCH/docker-compose.yml"
+         -f "$ROOT/tests/docker/compose.host.yml")
 OUT=$ROOT/artifacts/bench/docker.json
 started_dockerd=""
 log() { printf '[docker-test %(%H:%M:%S)T] %s\n' -1 "$*" >&2; }
@@ -28,7 +32,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 cleanup() {
   local code=$?
   docker rm --force "$NAME" >/dev/null 2>&1 || true
-  if [[ -f $ROOT/tests/docker/compose.host.yml ]] && command -v docker-compose >/dev/null; then
+  if [[ -f $SCRATCH/docker-compose.yml ]] && command -v docker-compose >/dev/null; then
     DOCKER_TEST_TAG=$TAG DOCKER_TEST_COMPOSE_PORT=$COMPOSE_PORT "${COMPOSE[@]}" down --timeout 5 >/dev/null 2>&1 || true
   fi
   if [[ -n $started_dockerd && -f $WORK/dockerd.pid ]]; then
@@ -38,6 +42,7 @@ cleanup() {
     for _ in $(seq 30); do kill -0 "$pid" 2>/dev/null || break; sleep 1; done
     if kill -0 "$pid" 2>/dev/null; then kill -9 "$pid" 2>/dev/null || true; fi
   fi
+  rm -rf "$SCRATCH"
   exit "$code"
 }
 trap cleanup EXIT INT TERM
@@ -91,6 +96,9 @@ t0=$(now); docker stop "$NAME" >/dev/null; stop_s=$(since "$t0")
 docker rm "$NAME" >/dev/null
 
 # ---- the same through docker-compose (host network override, the image just built) ---------------------
+awk '/^    ports:$/ { skip = 1; next } skip && /^      - / { next } { skip = 0; print }' \
+  "$ROOT/docker-compose.yml" >"$SCRATCH/docker-compose.yml"
+if grep -q 'ports:' "$SCRATCH/docker-compose.yml"; then log "could not drop ports from the compose copy"; exit 1; fi
 export DOCKER_TEST_TAG=$TAG DOCKER_TEST_COMPOSE_PORT=$COMPOSE_PORT
 "${COMPOSE[@]}" up --detach --no-build
 compose_s=$(wait_for "http://127.0.0.1:$COMPOSE_PORT/ready") || { "${COMPOSE[@]}" logs >&2; exit 1; }
