@@ -93,7 +93,9 @@ def _roll_back(client: render_api.RenderClient, previous: dict, started: str, ar
     try:
         rollback = client.rollback(previous["id"])
     except render_api.RenderError as error:
-        report.add(f"Render refused the rollback to deploy {previous['id']}: {error}. Deploy {started} of "
+        # A 5xx is not retried (a second POST could start a second rollback), so it is reported the same way.
+        verb = "did not confirm" if error.transient else "refused"
+        report.add(f"Render {verb} the rollback to deploy {previous['id']}: {error}. Deploy {started} of "
                    f"{args.commit} is LIVE and FAILED the smoke test: restore a good deploy by hand "
                    "(Dashboard > Events > Rollback, or deploy an earlier commit).")
         return report.finish("smoke test failed, rollback refused", EXIT_NOT_RESTORED)

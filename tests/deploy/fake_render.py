@@ -19,6 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import urlsplit
 
+from tests.deploy.fake_app import app_reply
 from tests.deploy.render_lists import body_json, commit_of, listed, parse_time, query, stamp
 
 __all__ = ["body_json", "query", "start", "stop"]
@@ -267,24 +268,8 @@ class Handler(BaseHTTPRequestHandler):
         for deploy in fake.deploys:  # with no API polling (hook mode) time passes as the app is probed
             fake.advance(deploy)
         commit = fake.live_commit()
-        broken = commit == NEW_COMMIT  # a broken behaviour belongs to the new commit; rollbacks heal it
-        if path == "/health":
-            self._reply(200, {"status": "ok"})
-        elif path == "/ready":
-            self._reply(200, {"status": "ready"})
-        elif path == "/version":
-            shown = "f" * 40 if behaviour == "wrong_commit" and broken else commit
-            self._reply(200, {"service": "slimserve", "version": "0.1.0", "git_commit": shown,
-                              "models": [{"name": "pneumonia", "version": "1.0.0"}]})
-        elif method == "POST" and behaviour == "predict_500" and broken:
-            self._reply(500, {"error": "internal"})
-        elif method == "POST" and b'name="file"' in body:
-            name = re.search(rb'filename="([^"]+)"', body)
-            self._reply(200, {"filename": name[1].decode() if name else None, "prediction": "PNEUMONIA",
-                              "probability": 0.93, "model": "pneumonia", "version": "1.0.0",
-                              "request_id": "test"})
-        else:
-            self._reply(400, {"error": "no file"})
+        # A broken behaviour belongs to the new commit; rollbacks heal it.
+        self._reply(*app_reply(behaviour, commit, commit == NEW_COMMIT, method, path, body))
 
 
 def start(scenario: Scenario | None = None) -> FakeRender:
