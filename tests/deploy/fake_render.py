@@ -63,7 +63,7 @@ class Scenario:
     poll_failure: str = "503"  # how they fail: "503" or "drop" (connection closed without an answer)
     api_down_until_cancel: bool = False  # every read of a new deploy fails until a cancel arrives
     cancel_races_go_live: bool = False  # the deploy goes live as the cancel arrives
-    rollback_refused: bool = False  # 400: the old build is no longer retained
+    rollback_refused: int = 0  # the status a rollback gets: 400 (old build no longer retained), or a 5xx
     trigger_fails_after_start: bool = False  # POST /deploys starts the deploy, then answers 502
     queued_unlisted_for: int = 0  # after a 202, the new deploy is missing from this many listings
 
@@ -211,7 +211,8 @@ class Handler(BaseHTTPRequestHandler):
             if target is None:
                 self._reply(404, {"message": "deploy not found"})
             elif scenario.rollback_refused:
-                self._reply(400, {"message": f"the build of deploy {target['id']} is no longer available"})
+                self._reply(scenario.rollback_refused,
+                            {"message": f"the build of deploy {target['id']} is no longer available"})
             else:
                 source = {key: target[key] for key in ("commit", "image") if key in target}
                 self._reply(201, fake.new_deploy(source, scenario.rollback_statuses, "rollback"))

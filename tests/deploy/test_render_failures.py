@@ -58,7 +58,7 @@ def test_a_cancel_that_races_go_live_is_followed_by_a_smoke_test(fake, deploy, a
 
 
 def test_a_refused_rollback_is_exit_4_and_says_the_failed_deploy_is_live(fake, deploy):
-    server = fake(app="predict_500", rollback_refused=True)
+    server = fake(app="predict_500", rollback_refused=400)
     run = deploy(server)
     assert run.code == 4, run.everything
     assert "refused the rollback" in run.summary and "LIVE and FAILED the smoke test" in run.summary
@@ -109,3 +109,11 @@ def test_the_deploy_hook_of_an_image_backed_service_is_given_the_image(fake, dep
     assert run.code == 0, run.everything
     (hook,) = server.calls("POST", rf"/deploy/{SERVICE_ID}")
     assert query(hook.path)["imgURL"] == [IMAGE_URL]
+
+
+def test_a_rollback_answered_with_a_5xx_is_exit_4_and_never_repeated(fake, deploy):
+    server = fake(app="predict_500", rollback_refused=503)
+    run = deploy(server)
+    assert run.code == 4, run.everything
+    assert "did not confirm the rollback" in run.summary
+    assert len(server.calls("POST", ROLLBACK)) == 1, "a second POST could start a second rollback"

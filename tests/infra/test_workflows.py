@@ -124,8 +124,10 @@ def test_ci_pushes_the_image_it_smoke_tested_and_only_from_main():
     builds = [s for s in job["steps"] if str(s.get("uses", "")).startswith("docker/build-push-action@")]
     assert len(builds) == 1 and builds[0]["with"]["load"] is True and "push" not in builds[0]["with"]
     smoke, push = step_running(job, "scripts/deploy/smoke.py"), step_running(job, "docker push")
+    every_model = step_running(job, "tests/docker/exercise_models.py")
     (upload,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
-    assert job["steps"].index(smoke) < job["steps"].index(push) < job["steps"].index(upload)
+    steps = job["steps"]
+    assert steps.index(smoke) < steps.index(every_model) < steps.index(push) < steps.index(upload)
     assert "docker tag slimserve:ci" in push["run"] and "RepoDigests" in push["run"]
     assert push["if"] == upload["if"] == "env.PUSH == 'true'"
     assert job["env"]["PUSH"] == "${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}"
