@@ -39,9 +39,11 @@ def successful_ci_run(args: argparse.Namespace, get: Any) -> dict[str, Any]:
     """The successful CI run (on a push to the branch) for exactly args.commit, or Refused."""
     if args.ci_run:
         run = get(f"/repos/{args.repo}/actions/runs/{args.ci_run}")
-        problems = [f"{key} is {run.get(key)!r}, not {want!r}" for key, want in (
+        # `path` may carry an `@ref` suffix; the file is what identifies the workflow.
+        seen = {**run, "path": str(run.get("path", "")).split("@")[0]}
+        problems = [f"{key} is {seen.get(key)!r}, not {want!r}" for key, want in (
             ("head_sha", args.commit), ("conclusion", "success"), ("event", "push"), ("head_branch", args.branch),
-            ("path", f".github/workflows/{args.ci_workflow}")) if run.get(key) != want]
+            ("path", f".github/workflows/{args.ci_workflow}")) if seen.get(key) != want]
         if problems:
             raise Refused(f"CI run {args.ci_run} does not vouch for {args.commit}: {'; '.join(problems)}")
         return run

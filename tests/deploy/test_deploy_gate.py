@@ -141,3 +141,10 @@ def test_an_unreachable_api_refuses_rather_than_allows(tmp_path):
     done, output = gate(f"http://127.0.0.1:{port}", tmp_path, HEAD, "7")
     assert done.returncode == 1 and output == ""
     assert TOKEN not in done.stdout + done.stderr
+
+
+def test_a_run_of_another_workflow_does_not_vouch(github, tmp_path):
+    state, base = github
+    state.runs[0]["path"] = ".github/workflows/other.yml@refs/heads/main"
+    done, _ = gate(base, tmp_path, HEAD, "7")
+    assert done.returncode == 1 and "other.yml" in done.stderr
