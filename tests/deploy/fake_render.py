@@ -58,7 +58,7 @@ class Scenario:
     trigger_queued_without_body: bool = False  # "202 Queued" with no deploy object in the reply
     service_url: str | None = None  # serviceDetails.url; defaults to the fake's own address
     older_failed_deploys: int = 0  # this many failed deploys newer than the live one (pushes it off page 1)
-    old_deploy_of_new_commit: bool = False  # an hour-old deactivated deploy of the commit being deployed
+    old_deploy_of_new_commit: float = 0  # seconds since an older deploy of the same commit (0: none)
     poll_failures: int = 0  # this many reads of a new deploy fail (the deploy still moves on meanwhile)
     poll_failure: str = "503"  # how they fail: "503" or "drop" (connection closed without an answer)
     api_down_until_cancel: bool = False  # every read of a new deploy fails until a cancel arrives
@@ -279,7 +279,7 @@ def start(scenario: Scenario | None = None) -> FakeRender:
     scenario = fake.scenario
     if scenario.old_deploy_of_new_commit:
         fake.deploys.append({"id": "dep-older-same", "commit": {"id": NEW_COMMIT}, "status": "deactivated",
-                             "trigger": "api", "createdAt": stamp(3600)})
+                             "trigger": "api", "createdAt": stamp(scenario.old_deploy_of_new_commit)})
     for n in range(scenario.older_failed_deploys):
         fake.deploys.append({"id": f"dep-failed{n:04d}", "commit": {"id": "3" * 40}, "status": "build_failed",
                              "trigger": "api", "createdAt": stamp(7200 + n)})
