@@ -4,7 +4,7 @@ VENV ?= .venv
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean docker-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,11 @@ run: $(VENV)/.runtime
 test: $(VENV)/.dev
 	$(BIN)/ruff check src scripts tests
 	$(BIN)/python -m pytest
+
+# Build the image and run it like production on loopback: smoke test, one request per model, compose too.
+# Needs root for dockerd when no Docker engine runs (../shared/tools/docker-local.sh); see README, "Docker".
+docker-test:
+	PYTHON=$(PYTHON) scripts/docker_test.sh
 
 bench: $(VENV)/.dev
 	$(BIN)/python scripts/bench/envelope.py

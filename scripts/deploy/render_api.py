@@ -1,9 +1,11 @@
 """A small client for the parts of the Render REST API a deploy needs (stdlib only).
 
 Endpoints, shapes and limits as documented by Render (api-docs.render.com, read 2026-11):
-- POST /v1/services/{serviceId}/deploys {"commitId": sha} -> the new deploy object ("Trigger deploy").
-- GET  /v1/services/{serviceId}/deploys?limit=N -> [{"deploy": {...}, "cursor": "..."}, ...], newest first
-  ("List deploys"; the cursor is a sibling of the resource, see the "Pagination" page).
+- POST /v1/services/{serviceId}/deploys {"commitId": sha} or {"imageUrl": ref} -> the new deploy object
+  ("Trigger deploy"; `imageUrl` for image-backed services); it may answer 202 Queued with no body.
+- GET  /v1/services/{serviceId}/deploys?limit=N[&status=live][&createdAfter=ISO-8601] ->
+  [{"deploy": {...}, "cursor": "..."}, ...], newest first ("List deploys"; the cursor is a sibling of the
+  resource, see the "Pagination" page).
 - GET  /v1/services/{serviceId}/deploys/{deployId} -> deploy object with "status" ("Retrieve deploy").
 - POST /v1/services/{serviceId}/deploys/{deployId}/cancel -> the canceled deploy ("Cancel deploy").
 - POST /v1/services/{serviceId}/rollback {"deployId": id} -> the new rollback deploy ("Roll back deploy");
@@ -18,8 +20,10 @@ Endpoints, shapes and limits as documented by Render (api-docs.render.com, read 
 
 from __future__ import annotations
 
+import datetime
 import email.utils
 import json
+import random
 import time
 import urllib.error
 import urllib.request
@@ -38,6 +42,11 @@ class RenderError(Exception):
     def __init__(self, message: str, status: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+
+    @property
+    def transient(self) -> bool:
+        """A dropped connection or a 5xx: the same call may well succeed a little later."""
+        return self.status is None or self.status >= 500
 
 
 class Redactor:
@@ -75,6 +84,21 @@ def retry_delay(headers: Mapping[str, str], attempt: int, now: float | None = No
     return float(2**attempt)
 
 
+def backoff(attempt: int, cap: float, rng: Callable[[], float] = random.random) -> float:
+    """Wait before retrying a transient error: exponential, capped, half of it random ("equal jitter").
+
+    The jitter keeps several clients (or several polls of one) from retrying in lockstep against an API
+    that is recovering; the fixed half keeps the wait from collapsing to zero.
+    """
+    ceiling = min(cap, float(2**attempt))
+    return ceiling / 2 + rng() * ceiling / 2
+
+
+def iso_utc(epoch: float) -> str:
+    """An epoch time as the ISO-8601 UTC text Render's `createdAfter` filter takes."""
+    return datetime.datetime.fromtimestamp(epoch, datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 class RenderClient:
     """Authenticated JSON calls to one Render service, with bounded retries on 429."""
 
@@ -91,8 +115,13 @@ class RenderClient:
         self._sleep = sleep
         self._log = log
 
-    def request(self, method: str, path: str, body: Any = None) -> Any:
-        """Send one call and return its parsed JSON (None for an empty body)."""
+    def request(self, method: str, path: str, body: Any = None, *, idempotent: bool | None = None) -> Any:
+        """Send one call and return its parsed JSON (None for an empty body).
+
+        429s are always retried; transient errors only for idempotent calls (GETs by default), since a
+        repeated POST /deploys could start a second deploy.
+        """
+        idempotent = method == "GET" if idempotent is None else idempotent
         url = f"{self.api_base}/v1{path}"
         data = None if body is None else json.dumps(body).encode()
         for attempt in range(self._max_retries + 1):
@@ -113,16 +142,16 @@ class RenderClient:
                     self._sleep(delay)
                     continue
                 # Only reads are retried on a server error: a repeated POST could start a second deploy.
-                if error.code >= 500 and method == "GET" and attempt < self._max_retries:
+                if error.code >= 500 and idempotent and attempt < self._max_retries:
                     self._log(f"Render API {method} {path} -> HTTP {error.code}; retrying")
-                    self._sleep(min(float(2**attempt), self._max_wait))
+                    self._sleep(backoff(attempt, self._max_wait))
                     continue
                 raise RenderError(f"{method} {path} -> HTTP {error.code}: {text}", error.code) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
                 reason = self._redact(str(getattr(error, "reason", error)))
-                if method == "GET" and attempt < self._max_retries:
+                if idempotent and attempt < self._max_retries:
                     self._log(f"Render API {method} {path} -> {reason}; retrying")
-                    self._sleep(min(float(2**attempt), self._max_wait))
+                    self._sleep(backoff(attempt, self._max_wait))
                     continue
                 raise RenderError(f"{method} {path} -> {reason}") from None
         raise AssertionError("unreachable: the last attempt either returns or raises")
@@ -130,33 +159,55 @@ class RenderClient:
     def _service(self, suffix: str = "") -> str:
         return f"/services/{self.service_id}{suffix}"
 
-    def live_deploy(self, limit: int = 20) -> dict[str, Any] | None:
-        """The deploy currently live, or None (a new service, or one whose live deploy is older than limit)."""
-        for entry in self.request("GET", self._service(f"/deploys?limit={limit}")) or []:
-            deploy = entry.get("deploy", entry)
-            if deploy.get("status") == LIVE:
-                return deploy
+    def live_deploy(self) -> dict[str, Any] | None:
+        """The deploy currently live, or None for a service that never went live.
+
+        Asked by status rather than read off the newest page: after 20 failed or canceled deploys the live
+        one is no longer among the newest.
+        """
+        for entry in self.request("GET", self._service("/deploys?status=live&limit=1")) or []:
+            return entry.get("deploy", entry)
         return None
 
-    def trigger(self, commit: str) -> dict[str, Any]:
-        """Start a deploy of one commit and return the deploy object."""
-        deploy = self.request("POST", self._service("/deploys"), {"commitId": commit}) or {}
+    def deploys_since(self, created_after: float) -> list[dict[str, Any]]:
+        """Deploys created after an epoch time, newest first."""
+        query = f"/deploys?limit=100&createdAfter={iso_utc(created_after)}"
+        return [entry.get("deploy", entry) for entry in self.request("GET", self._service(query)) or []]
+
+    def trigger(self, body: dict[str, str], since: float, known: set[str]) -> dict[str, Any]:
+        """Start a deploy and return the deploy object, finding it when Render answers without one.
+
+        `body` is {"commitId": sha} or {"imageUrl": ref}. "Trigger deploy" may answer 202 Queued with no
+        body, and a 5xx or a dropped connection leaves unknown whether the deploy started: either way the
+        new deploy is looked up among those created after `since` that were not already listed (`known`),
+        so an older deploy of the same commit is never mistaken for it.
+        """
+        try:
+            deploy = self.request("POST", self._service("/deploys"), body) or {}
+        except RenderError as error:
+            if not error.transient:
+                raise
+            self._log(f"Trigger answered {error}; looking for the deploy it may have started")
+            deploy = {}
         if deploy.get("id"):
             return deploy
-        # "Trigger deploy" may answer 202 Queued without a body: find the deploy by its commit instead.
-        for entry in self.request("GET", self._service("/deploys?limit=20")) or []:
-            candidate = entry.get("deploy", entry)
-            if (candidate.get("commit") or {}).get("id") == commit:
-                return candidate
-        raise RenderError(f"Render accepted the deploy of {commit} but no deploy of it is listed")
+        wanted = next(iter(body.values()))
+        for attempt in range(self._max_retries + 1):
+            for candidate in self.deploys_since(since):
+                ref = ((candidate.get("commit") or {}).get("id"), (candidate.get("image") or {}).get("ref"))
+                if wanted in ref and candidate.get("id") not in known:
+                    return candidate
+            if attempt < self._max_retries:
+                self._sleep(backoff(attempt, self._max_wait))
+        raise RenderError(f"Render did not confirm a deploy of {wanted}: none created since the trigger is listed")
 
     def deploy(self, deploy_id: str) -> dict[str, Any]:
         """One deploy's current state."""
         return self.request("GET", self._service(f"/deploys/{deploy_id}"))
 
     def cancel(self, deploy_id: str) -> dict[str, Any]:
-        """Cancel an unfinished deploy."""
-        return self.request("POST", self._service(f"/deploys/{deploy_id}/cancel"))
+        """Cancel an unfinished deploy (repeating a cancel is harmless, so transient errors are retried)."""
+        return self.request("POST", self._service(f"/deploys/{deploy_id}/cancel"), idempotent=True)
 
     def rollback(self, deploy_id: str) -> dict[str, Any]:
         """Start a rollback to an earlier deploy and return the new (rollback) deploy."""
@@ -167,16 +218,30 @@ class RenderClient:
         service = self.request("GET", self._service()) or {}
         return (service.get("serviceDetails") or {}).get("url")
 
-    def wait(self, deploy_id: str, timeout: float, interval: float) -> dict[str, Any]:
-        """Poll a deploy until it is live or failed; on timeout return its last (unfinished) state."""
+    def wait(self, deploy_id: str, timeout: float, interval: float) -> dict[str, Any] | None:
+        """Poll a deploy until it is live or failed.
+
+        A poll that fails even after its retries (Render down, connection dropped) does not end the wait:
+        polling continues until the deadline. Returns the last state read, which is unfinished on timeout,
+        or None when no poll succeeded at all.
+        """
         deadline = time.monotonic() + timeout
-        last_status = None
+        last_status, deploy = None, None
         while True:
-            deploy = self.deploy(deploy_id)
-            status = deploy.get("status")
-            if status != last_status:
-                self._log(f"  deploy {deploy_id}: {status}")
-                last_status = status
-            if status == LIVE or status in FAILED or time.monotonic() + interval > deadline:
+            try:
+                deploy = self.deploy(deploy_id)
+            except RenderError as error:
+                if not error.transient:
+                    raise
+                self._log(f"  deploy {deploy_id}: state unknown ({error}); still polling")
+                last_status = None
+            else:
+                status = deploy.get("status")
+                if status != last_status:
+                    self._log(f"  deploy {deploy_id}: {status}")
+                    last_status = status
+                if status == LIVE or status in FAILED:
+                    return deploy
+            if time.monotonic() + interval > deadline:
                 return deploy
             self._sleep(interval)

@@ -47,6 +47,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MAX_HEADER_BYTES": ("SLIMSERVE_MAX_HEADER_BYTES", int, 64 * 1024),
     "GIT_COMMIT": ("GIT_COMMIT", str, None),
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
+    # The image this process runs in (e.g. sha256:…), when whoever starts the container knows it.
+    "IMAGE_DIGEST": ("IMAGE_DIGEST", str, None),
 }
 WORKER_SETTINGS = ("MAX_INFLIGHT", "HEADER_SECONDS", "IDLE_SECONDS", "MIN_BODY_RATE", "BODY_BUDGET",
                    "MAX_HEADER_BYTES")

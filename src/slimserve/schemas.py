@@ -76,6 +76,7 @@ class VersionSchema(Schema):
     service = fields.String(required=True)
     version = fields.String(required=True)
     git_commit = fields.String(allow_none=True, required=True)
+    image_digest = fields.String(allow_none=True, required=True)
     runtime = fields.String(required=True)
     default_model = fields.String(required=True)
     models = fields.List(fields.Nested(ModelRefSchema), required=True)

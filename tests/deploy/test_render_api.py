@@ -6,7 +6,7 @@ import email.utils
 
 import pytest
 
-from scripts.deploy.render_api import Redactor, retry_delay
+from scripts.deploy.render_api import Redactor, backoff, iso_utc, retry_delay
 
 NOW = 1_800_000_000.0
 
@@ -49,3 +49,16 @@ def test_redactor_hides_every_secret_including_one_inside_another():
 
 def test_redactor_ignores_empty_secrets():
     assert Redactor(["", None])("nothing to hide") == "nothing to hide"
+
+
+def test_backoff_is_jittered_between_half_and_all_of_the_capped_exponential():
+    assert backoff(3, cap=60, rng=lambda: 0.0) == 4 and backoff(3, cap=60, rng=lambda: 1.0) == 8
+    assert backoff(10, cap=5, rng=lambda: 1.0) == 5
+
+
+def test_backoff_differs_between_calls_so_clients_do_not_retry_in_lockstep():
+    assert len({backoff(4, cap=60) for _ in range(20)}) > 1
+
+
+def test_created_after_is_iso_8601_utc():
+    assert iso_utc(NOW) == "2027-01-15T08:00:00Z"

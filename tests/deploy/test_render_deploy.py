@@ -31,7 +31,7 @@ def test_live_deploy_is_recorded_before_triggering(fake, deploy):
     methods = [(r.method, r.path.split("?")[0]) for r in server.requests]
     assert methods.index(("GET", f"/v1/services/{SERVICE_ID}/deploys")) < methods.index(
         ("POST", f"/v1/services/{SERVICE_ID}/deploys"))
-    assert server.calls("GET", DEPLOYS)[0].path.endswith("?limit=20")
+    assert server.calls("GET", DEPLOYS)[0].path.endswith("?status=live&limit=1")
 
 
 def test_smoke_test_posts_the_sample_xray_to_predict(fake, deploy):
@@ -103,7 +103,7 @@ def test_slow_deploy_times_out_and_is_canceled(fake, deploy):
     run = deploy(server, deploy_timeout=0.3)
     assert run.code == 1
     (cancel,) = server.calls("POST", rf"{DEPLOYS}/[\w-]+/cancel")
-    assert "canceled it" in run.summary
+    assert "canceling it" in run.summary and "Deploy ended canceled" in run.summary
     assert server.live_commit() == OLD_COMMIT and cancel
 
 

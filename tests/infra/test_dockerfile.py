@@ -39,61 +39,72 @@ def test_hadolint_passes():
     assert done.returncode == 0, done.stdout + done.stderr
 
 
-def test_two_stages_both_from_python_311_slim():
-    found = stages()
-    assert list(found) == ["build", "runtime"]
-    for stage in found.values():
-        assert args_of(stage, "FROM")[0].startswith("python:3.11-slim ")
+def runtime() -> Stage:
+    """The image's only stage."""
+    (only,) = stages().values()
+    return only
 
 
-def test_build_stage_compiles_every_bundled_h5():
-    build = stages()["build"]
-    assert any("requirements-dev.txt" in args for args in args_of(build, "RUN"))
-    assert any("find artifacts/models -name '*.h5'" in a and "python -m slimserve compile" in a
-               for a in args_of(build, "RUN"))
+def test_one_stage_from_python_311_slim():
+    assert args_of(runtime(), "FROM") == ["python:3.11-slim"]
 
 
-def test_runtime_stage_installs_only_the_runtime_requirements():
-    runtime = stages()["runtime"]
-    text = " ".join(args for _, args in runtime).lower()
-    assert "pip install --no-cache-dir -r requirements.txt" in text
-    assert "requirements-dev" not in text and "tensorflow" not in text
-    assert "apt-get" not in text, "no compilers or system packages in the runtime image"
+def test_no_tensorflow_and_no_dev_requirements_anywhere_in_the_build():
+    commands = " ".join(args for name, args in runtime() if name in ("RUN", "COPY")).lower()
+    assert "pip install --no-cache-dir -r requirements.txt" in commands
+    assert "requirements-dev" not in commands and "tensorflow" not in commands
+    assert "slimserve compile" not in commands
+    assert "apt-get" not in commands, "no compilers or system packages in the image"
+    assert not sent_to_docker("requirements-dev.txt")
 
 
-def test_runtime_copies_compiled_models_from_the_build_stage():
-    copies = args_of(stages()["runtime"], "COPY")
-    assert "--from=build /app/artifacts/models ./artifacts/models" in copies
+def test_the_build_verifies_the_bundled_models_against_their_manifests():
+    runs = args_of(runtime(), "RUN")
+    (verify,) = [run for run in runs if "python -m slimserve check artifacts/models" in run]
+    order = runtime()
+    assert order.index(("RUN", verify)) > order.index(("COPY", "artifacts/models ./artifacts/models"))
+    assert order.index(("RUN", verify)) > order.index(("COPY", "src ./src"))
+
+
+def test_layers_go_from_dependencies_to_models_to_code_and_the_commit_comes_last():
+    order = [(name, args) for name, args in runtime() if name in ("COPY", "RUN", "ARG", "ENV")]
+    position = {key: next(i for i, (name, args) in enumerate(order) if needle in f"{name} {args}")
+                for key, needle in (("deps", "pip install"), ("models", "COPY artifacts/models"),
+                                    ("code", "COPY src"), ("arg", "ARG GIT_COMMIT"),
+                                    ("env", "ENV GIT_COMMIT"))}
+    assert position["deps"] < position["models"] < position["code"] < position["arg"] < position["env"]
+    assert all(name not in ("RUN", "COPY") for name, _ in order[position["arg"]:]), \
+        "nothing after the commit may run or copy: each commit would rebuild it"
 
 
 def test_runtime_runs_as_a_non_root_user():
-    (user,) = args_of(stages()["runtime"], "USER")
+    (user,) = args_of(runtime(), "USER")
     assert user.split(":")[0] not in {"root", "0"}
 
 
 def test_runtime_environment_defaults():
-    env = " ".join(args_of(stages()["runtime"], "ENV"))
+    env = " ".join(args_of(runtime(), "ENV"))
     for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "PYTHONPATH=/app/src",
                     "GIT_COMMIT=${GIT_COMMIT}", "PORT=8000"):
         assert setting in env
-    assert "GIT_COMMIT" in " ".join(args_of(stages()["runtime"], "ARG"))
+    assert "GIT_COMMIT" in " ".join(args_of(runtime(), "ARG"))
 
 
 def test_model_path_default_is_the_bundled_model_the_app_expects():
-    env = " ".join(args_of(stages()["runtime"], "ENV"))
+    env = " ".join(args_of(runtime(), "ENV"))
     expected = "/app/" + BUNDLED_MODEL.relative_to(REPO_ROOT).as_posix()
     assert f"MODEL_PATH={expected}" in env
 
 
 def test_exposes_8000_and_checks_health_with_python():
-    runtime = stages()["runtime"]
-    assert args_of(runtime, "EXPOSE") == ["8000"]
-    (check,) = args_of(runtime, "HEALTHCHECK")
+    stage = runtime()
+    assert args_of(stage, "EXPOSE") == ["8000"]
+    (check,) = args_of(stage, "HEALTHCHECK")
     assert "/health" in check and "urllib.request" in check and "curl" not in check
 
 
 def test_command_is_gunicorn_with_the_repo_config():
-    (cmd,) = args_of(stages()["runtime"], "CMD")
+    (cmd,) = args_of(runtime(), "CMD")
     assert json.loads(cmd) == ["gunicorn", "-c", "scripts/deploy/gunicorn.conf.py"]
 
 
@@ -114,7 +125,8 @@ def sent_to_docker(path: str) -> bool:
 
 
 def test_dockerignore_keeps_data_venvs_tests_caches_and_git_out():
-    for path in (".git/config", ".venv/bin/python", "tests/test_config.py", "tests/data/sample_xray.jpeg",
+    for path in ("requirements-dev.txt", "artifacts/models/aids/1.0.0/roc.png",
+                 ".git/config", ".venv/bin/python", "tests/test_config.py", "tests/data/sample_xray.jpeg",
                  "data/x.csv", "artifacts/bench/runtime_size.json", ".pytest_cache/v", ".ruff_cache/x",
                  "src/slimserve/__pycache__/app.cpython-311.pyc", "scripts/training/train.py"):
         assert not sent_to_docker(path), path
@@ -122,5 +134,6 @@ def test_dockerignore_keeps_data_venvs_tests_caches_and_git_out():
 
 def test_dockerignore_sends_what_the_image_needs():
     for path in ("src/slimserve/app.py", "scripts/deploy/gunicorn.conf.py", "scripts/deploy/deploy.py",
-                 "artifacts/models/pneumonia/1.0.0/model.h5", "requirements.txt", "requirements-dev.txt"):
+                 "artifacts/models/pneumonia/1.0.0/model.h5", "artifacts/models/pneumonia/1.0.0/model.onnx",
+                 "artifacts/models/pneumonia/1.0.0/manifest.json", "requirements.txt"):
         assert sent_to_docker(path), path

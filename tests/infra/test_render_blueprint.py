@@ -30,10 +30,21 @@ def test_blueprint_uses_only_documented_service_fields():
     assert set(service()) <= SERVICE_FIELDS, set(service()) - SERVICE_FIELDS
 
 
-def test_service_is_a_docker_web_service_built_from_the_dockerfile():
+def test_service_runs_the_pushed_image_and_never_builds_from_source():
     web = service()
-    assert web["type"] == "web" and web["runtime"] in RUNTIMES and web["runtime"] == "docker"
-    assert (REPO / web["dockerfilePath"]).is_file()
+    assert web["type"] == "web" and web["runtime"] in RUNTIMES and web["runtime"] == "image"
+    assert not set(web) & {"dockerfilePath", "dockerContext", "buildCommand", "branch", "repo"}
+    assert web["image"]["url"].startswith("ghcr.io/")
+
+
+def test_the_private_registry_credential_is_named_not_committed():
+    creds = service()["image"]["creds"]
+    assert set(creds) == {"fromRegistryCreds"} and set(creds["fromRegistryCreds"]) == {"name"}
+    assert creds["fromRegistryCreds"]["name"] in (REPO / "README.md").read_text()
+
+
+def test_blueprint_says_auto_sync_must_be_off():
+    assert "Auto Sync off" in (REPO / "render.yaml").read_text()
 
 
 def test_plan_and_region_are_stated_and_valid():

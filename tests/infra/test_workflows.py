@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -88,19 +89,65 @@ def test_deploys_never_overlap_or_cancel_each_other():
 
 def test_deploy_runs_the_script_with_secrets_for_the_tested_commit():
     job = workflow("deploy.yml")["jobs"]["deploy"]
-    (step,) = [s for s in job["steps"] if "render_deploy.py" in str(s.get("run"))]
+    step = step_running(job, "render_deploy.py")
     assert step["env"]["RENDER_API_KEY"] == "${{ secrets.RENDER_API_KEY }}"
     assert step["env"]["RENDER_SERVICE_ID"] == "${{ secrets.RENDER_SERVICE_ID }}"
     assert step["env"]["RENDER_DEPLOY_HOOK_URL"] == "${{ secrets.RENDER_DEPLOY_HOOK_URL }}"
     assert "RENDER_SERVICE_URL" in step["env"]
     tested = "${{ github.event.workflow_run.head_sha || github.sha }}"
-    assert step["env"]["DEPLOY_COMMIT"] == tested
+    assert job["env"]["DEPLOY_COMMIT"] == tested
     assert job["steps"][0]["with"]["ref"] == tested
 
 
-def test_workflows_only_read_the_repository():
-    for name in ("ci.yml", "deploy.yml"):
-        assert workflow(name)["permissions"] == {"contents": "read"}
+def step_running(job: dict[str, Any], needle: str) -> dict[str, Any]:
+    """The one step of a job whose `run` mentions needle."""
+    (step,) = [s for s in job["steps"] if needle in str(s.get("run"))]
+    return step
+
+
+def test_deploy_gate_runs_before_the_image_is_fetched_and_deployed():
+    job = workflow("deploy.yml")["jobs"]["deploy"]
+    gate, deploy = step_running(job, "deploy_gate.py"), step_running(job, "render_deploy.py")
+    (fetch,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    order = [job["steps"].index(step) for step in (gate, fetch, deploy)]
+    assert order == sorted(order), "gate, then fetch the image reference, then deploy"
+    assert not any(s.get("if") or s.get("continue-on-error") for s in (gate, fetch, deploy))
+    # The gate is told which CI run triggered this, and the image comes from exactly the run it approved.
+    assert gate["env"]["CI_RUN_ID"] == "${{ github.event.workflow_run.id }}"
+    assert fetch["with"]["run-id"] == f"${{{{ steps.{gate['id']}.outputs.ci_run }}}}"
+    assert "DEPLOY_IMAGE_URL" in deploy["run"] and "image-ref.txt" in deploy["run"]
+    assert job["permissions"] == {"contents": "read", "actions": "read"}
+
+
+def test_ci_pushes_the_image_it_smoke_tested_and_only_from_main():
+    job = workflow("ci.yml")["jobs"]["docker"]
+    builds = [s for s in job["steps"] if str(s.get("uses", "")).startswith("docker/build-push-action@")]
+    assert len(builds) == 1 and builds[0]["with"]["load"] is True and "push" not in builds[0]["with"]
+    smoke, push = step_running(job, "scripts/deploy/smoke.py"), step_running(job, "docker push")
+    every_model = step_running(job, "tests/docker/exercise_models.py")
+    (upload,) = [s for s in job["steps"] if str(s.get("uses", "")).startswith("actions/upload-artifact@")]
+    steps = job["steps"]
+    assert steps.index(smoke) < steps.index(every_model) < steps.index(push) < steps.index(upload)
+    assert "docker tag slimserve:ci" in push["run"] and "RepoDigests" in push["run"]
+    assert push["if"] == upload["if"] == "env.PUSH == 'true'"
+    assert job["env"]["PUSH"] == "${{ github.event_name == 'push' && github.ref == 'refs/heads/main' }}"
+    assert job["permissions"] == {"contents": "read", "packages": "write"}
+    (fetch,) = [s for s in workflow("deploy.yml")["jobs"]["deploy"]["steps"]
+                if str(s.get("uses", "")).startswith("actions/download-artifact@")]
+    assert upload["with"]["name"] == fetch["with"]["name"] and upload["with"]["path"] == "image-ref.txt"
+
+
+def test_ci_smoke_test_allows_no_swap():
+    text = steps_text(workflow("ci.yml")["jobs"]["docker"])
+    assert "--memory 256m --memory-swap 256m" in text
+
+
+@pytest.mark.parametrize("name", ["ci.yml", "deploy.yml"])
+def test_every_action_is_pinned_by_a_full_commit_sha(name):
+    uses = [str(step["uses"]) for job in workflow(name)["jobs"].values() for step in job["steps"] if "uses" in step]
+    assert uses
+    for ref in uses:
+        assert re.fullmatch(r"[\w.-]+/[\w.-]+@[0-9a-f]{40}", ref), ref
 
 
 def test_sample_xray_for_smoke_tests_is_committed():

@@ -61,6 +61,7 @@ def version():
         "service": "slimserve",
         "version": __version__,
         "git_commit": git_commit(),
+        "image_digest": current_app.config.get("IMAGE_DIGEST"),
         "runtime": current_app.config["RUNTIME"],
         "default_model": reg.default_name,
         "models": [{"name": e.manifest.name, "version": e.manifest.version} for e in reg.entries.values()],
