@@ -21,6 +21,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MAX_UPLOAD_BYTES": ("SLIMSERVE_MAX_UPLOAD_BYTES", int, 10 * 1024 * 1024),
     "MAX_IMAGE_PIXELS": ("SLIMSERVE_MAX_IMAGE_PIXELS", int, 40_000_000),
     "MAX_ROWS": ("SLIMSERVE_MAX_ROWS", int, 10_000),
+    # Body limit of the tabular routes; unset, it is sized per model from MAX_ROWS and its features.
+    "MAX_TABLE_BYTES": ("SLIMSERVE_MAX_TABLE_BYTES", int, None),
     "MIN_IMAGE_SIDE": ("SLIMSERVE_MIN_IMAGE_SIDE", int, None),
     "READY_WAIT_SECONDS": ("SLIMSERVE_READY_WAIT_SECONDS", float, 30.0),
     "LOAD_ASYNC": ("SLIMSERVE_LOAD_ASYNC", "bool", True),
