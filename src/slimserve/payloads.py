@@ -78,7 +78,8 @@ def precheck_json(body: bytes, features: list[Feature], max_rows: int) -> None:
 
 def precheck_csv(body: bytes, max_rows: int) -> None:
     """Refuse, from its line breaks alone, a CSV body with more than a header and `max_rows` lines."""
-    end = len(body.rstrip(b"\r\n"))  # trailing blank lines are no rows
+    tail = body[-64:]  # trailing blank lines are no rows; only the tail is copied, not the whole body
+    end = len(body) - (len(tail) - len(tail.rstrip(b"\r\n")))
     # The csv module ends a record at \n, \r or \r\n; quoted line breaks only make this an upper bound.
     breaks = body.count(b"\n", 0, end) + body.count(b"\r", 0, end) - body.count(b"\r\n", 0, end)
     if breaks > max_rows:  # header + max_rows records are separated by max_rows breaks
