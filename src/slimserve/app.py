@@ -12,6 +12,7 @@ from flask import Flask, g, request
 from slimserve import config as settings
 from slimserve import jsonio
 from slimserve.imaging import ImageLimits
+from slimserve.payloads import body_limit
 from slimserve.registry import build_registry
 from slimserve.runtimes import RuntimeOptions
 from slimserve.service import PredictionService
@@ -50,6 +51,11 @@ def init_models(app: Flask) -> None:
                          max_decode_bytes=cfg["MAX_DECODE_BYTES"], decode_wait_seconds=cfg["DECODE_WAIT_SECONDS"])
     app.extensions["slimserve.registry"] = registry
     app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"])
+    app.extensions["slimserve.body_limits"] = {
+        name: (cfg["MAX_TABLE_BYTES"] or body_limit(entry.manifest.features, cfg["MAX_ROWS"]))
+        if entry.is_tabular else cfg["MAX_UPLOAD_BYTES"]
+        for name, entry in registry.entries.items()
+    }
     registry.load_all(background=cfg["LOAD_ASYNC"])
     logging.getLogger(__name__).info("serving %s with the %s runtime", ", ".join(registry.entries),
                                      cfg["RUNTIME"])

@@ -33,6 +33,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MAX_DECODE_BYTES": ("SLIMSERVE_MAX_DECODE_BYTES", int, DEFAULT_MAX_DECODE_BYTES),
     "DECODE_WAIT_SECONDS": ("SLIMSERVE_DECODE_WAIT_SECONDS", float, DEFAULT_DECODE_WAIT_SECONDS),
     "MAX_ROWS": ("SLIMSERVE_MAX_ROWS", int, 10_000),
+    # Body limit of the tabular routes; unset, it is sized per model from MAX_ROWS and its features.
+    "MAX_TABLE_BYTES": ("SLIMSERVE_MAX_TABLE_BYTES", int, None),
     "MIN_IMAGE_SIDE": ("SLIMSERVE_MIN_IMAGE_SIDE", int, None),
     "READY_WAIT_SECONDS": ("SLIMSERVE_READY_WAIT_SECONDS", float, 30.0),
     "LOAD_ASYNC": ("SLIMSERVE_LOAD_ASYNC", "bool", True),

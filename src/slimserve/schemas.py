@@ -102,6 +102,8 @@ class ModelSchema(Schema):
     features = fields.List(fields.Nested(FeatureSchema), allow_none=True,
                            metadata={"description": "tabular models: the columns to send, with types and ranges"})
     accepts = fields.List(fields.String(), metadata={"description": "accepted upload media types"})
+    max_body_bytes = fields.Integer(metadata={
+        "description": "largest request body accepted (tabular models: sized from the row limit)"})
     metrics = fields.Dict()
     source_sha256 = fields.String()
     compiled_sha256 = fields.String(allow_none=True)

@@ -51,7 +51,8 @@ class BufferingWorker(ThreadWorker):
         """Read the limits from slimserve's one configuration place and build both thread pools."""
         env = settings.from_env()
         self.limits = {key: env[key] for key in settings.WORKER_SETTINGS}
-        self.limits["MAX_BUFFERED_BODY"] = env["MAX_UPLOAD_BYTES"]
+        # The largest body any route takes; the routes' own limits (413) apply when the app reads it.
+        self.limits["MAX_BUFFERED_BODY"] = max(env["MAX_UPLOAD_BYTES"], env["MAX_TABLE_BYTES"] or 0)
         self.inflight = 0
         self.buffered = 0  # bytes held by requests not yet handed to a thread, across connections
         self.conns: set[Conn] = set()

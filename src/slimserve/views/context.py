@@ -8,7 +8,7 @@ import subprocess
 from flask import current_app
 
 from slimserve.config import REPO_ROOT
-from slimserve.registry import ModelRegistry
+from slimserve.registry import ModelEntry, ModelRegistry
 from slimserve.service import PredictionService
 
 
@@ -20,6 +20,11 @@ def registry() -> ModelRegistry:
 def service() -> PredictionService:
     """The app's prediction service."""
     return current_app.extensions["slimserve.service"]
+
+
+def body_limit(entry: ModelEntry) -> int:
+    """The largest request body the model's routes read: sized from the row limit for tabular models."""
+    return current_app.extensions["slimserve.body_limits"][entry.manifest.name]
 
 
 def git_commit() -> str | None:

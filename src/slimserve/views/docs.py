@@ -20,7 +20,8 @@ def openapi():
         from slimserve.openapi import build_spec
 
         manifests = [entry.manifest for entry in registry().entries.values()]
-        cached = current_app.extensions["slimserve.openapi"] = build_spec(manifests)
+        cached = current_app.extensions["slimserve.openapi"] = build_spec(
+            manifests, registry().default_name, current_app.config["MAX_ROWS"])
     return jsonify(cached)
 
 

@@ -8,12 +8,14 @@ import numpy as np
 from flask import Blueprint, Response, current_app, g, request
 from marshmallow import ValidationError
 
+from slimserve import jsonio
 from slimserve.errors import BadRequest, UnsupportedMediaType, safe_name
-from slimserve.payloads import bounded, parse_table, table_from_records
+from slimserve.payloads import bounded, max_columns_for, parse_table, precheck_json, table_from_records
+from slimserve.registry import ModelEntry
 from slimserve.schemas import InvocationsSchema, RecordsRequestSchema, RecordsResponseSchema
 from slimserve.service import TablePrediction
-from slimserve.views.context import registry, service
-from slimserve.views.uploads import read_upload
+from slimserve.views.context import body_limit, registry, service
+from slimserve.views.uploads import read_body, read_upload
 
 bp = Blueprint("invocations", __name__)
 _records_schema = RecordsRequestSchema()
@@ -51,7 +53,7 @@ def _invocations(name: str | None):
         if with_probabilities:
             body["probabilities"] = [result.probabilities]
         return _invocations_response.dump(body)
-    table = parse_table(request.mimetype, request.get_data(cache=False), entry.manifest.features,
+    table = parse_table(request.mimetype, _table_body(entry), entry.manifest.features,
                         current_app.config["MAX_ROWS"])
     result = service().predict_table(table, name)
     values = {label: mlflow_value(label) for label in entry.manifest.labels}
@@ -59,6 +61,12 @@ def _invocations(name: str | None):
     if with_probabilities:
         body["probabilities"] = probability_rows(result)
     return _invocations_response.dump(body)
+
+
+def _table_body(entry: ModelEntry) -> bytes:
+    # Sized from the row limit, so a body that cannot be within it is refused before it is read.
+    request.max_content_length = body_limit(entry)
+    return read_body()
 
 
 def _flag(name: str) -> bool:
@@ -73,13 +81,19 @@ def predict_records(name: str):
     entry = service().model(name, tabular=True)
     if request.mimetype != "application/json":
         raise UnsupportedMediaType("send application/json: {\"records\": [...]}", code="unsupported_media_type")
+    body, features, max_rows = _table_body(entry), entry.manifest.features, current_app.config["MAX_ROWS"]
+    precheck_json(body, features, max_rows)
     try:
-        payload = _records_schema.load(request.get_json(silent=True) or {})
+        raw = jsonio.loads(body)
+    except ValueError:  # not JSON (UnicodeDecodeError included): answered as a body without `records`
+        raw = None
+    try:
+        payload = _records_schema.load(raw or {})
     except ValidationError as exc:
         field = sorted(exc.normalized_messages(), key=str)[0]
         raise BadRequest("send {\"records\": [ {column: value, ...}, ... ]}", code="invalid_payload",
                          field=safe_name(field)) from None
-    table = bounded(table_from_records(payload["records"]), current_app.config["MAX_ROWS"])
+    table = bounded(table_from_records(payload["records"], max_columns_for(features)), max_rows)
     result = service().predict_table(table, name)
     label_names = entry.manifest.label_names
     return _records_response.dump({

@@ -7,7 +7,7 @@ from flask import Blueprint
 from slimserve.imaging import MEDIA_TYPES
 from slimserve.registry import ModelEntry
 from slimserve.schemas import ModelListSchema, ModelSchema, ReadySchema
-from slimserve.views.context import registry
+from slimserve.views.context import body_limit, registry
 
 bp = Blueprint("models", __name__)
 
@@ -29,6 +29,7 @@ def describe(entry: ModelEntry, default_name: str) -> dict:
         "input": m.input,
         "features": m.features,
         "accepts": ["application/json", "text/csv"] if entry.is_tabular else sorted(MEDIA_TYPES.values()),
+        "max_body_bytes": body_limit(entry),
         "metrics": m.metrics,
         "source_sha256": m.source.sha256,
         "compiled_sha256": m.compiled.sha256 if m.compiled else None,

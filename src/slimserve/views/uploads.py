@@ -19,7 +19,7 @@ def read_upload() -> tuple[bytes, str | None]:
     if mimetype == "multipart/form-data":
         return _read_multipart()
     if mimetype in RAW_IMAGE_TYPES:
-        data = _read_raw_body()
+        data = read_body()
         if not data:
             raise BadRequest("the request body is empty", code="empty_file", field="file")
         return data, request.args.get("filename")
@@ -29,7 +29,8 @@ def read_upload() -> tuple[bytes, str | None]:
     )
 
 
-def _read_raw_body() -> bytes:
+def read_body() -> bytes:
+    """The raw request body, refused with 413 past `request.max_content_length` (also when chunked)."""
     data = request.get_data(cache=False)
     limit = request.max_content_length
     # A chunked body has no Content-Length to check up front; werkzeug stops reading at the limit
