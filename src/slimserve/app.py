@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from slimserve import config as settings
-from slimserve import jsonio
+from slimserve import jsonio, ratelimit
 from slimserve.imaging import ImageLimits
 from slimserve.registry import build_registry
 from slimserve.runtimes import RuntimeOptions
@@ -34,6 +34,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from slimserve import views
 
     views.init_app(app)
+    ratelimit.init_app(app)  # after the views: the limits are attached to their endpoints
     return app
 
 

@@ -26,6 +26,13 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "LOAD_ASYNC": ("SLIMSERVE_LOAD_ASYNC", "bool", True),
     "AUTO_COMPILE": ("SLIMSERVE_AUTO_COMPILE", "bool", True),
     "INTRA_OP_THREADS": ("SLIMSERVE_INTRA_OP_THREADS", int, 1),
+    # Rate limiting (slimserve.ratelimit): per client, in the `limits` notation ("60/minute;5/second").
+    "RATELIMIT_ENABLED": ("SLIMSERVE_RATE_LIMIT_ENABLED", "bool", True),
+    "RATE_LIMIT_PREDICT": ("SLIMSERVE_RATE_LIMIT_PREDICT", str, "60/minute"),
+    "RATE_LIMIT_INVOCATIONS": ("SLIMSERVE_RATE_LIMIT_INVOCATIONS", str, "60/minute"),
+    "RATE_LIMIT_DEFAULT": ("SLIMSERVE_RATE_LIMIT_DEFAULT", str, "300/minute"),
+    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str, "memory://"),
+    "TRUSTED_PROXIES": ("SLIMSERVE_TRUSTED_PROXIES", int, 0),
     "GIT_COMMIT": ("GIT_COMMIT", str, None),
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
 }
