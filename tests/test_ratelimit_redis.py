@@ -76,7 +76,7 @@ class RedisServer:
         finally:
             client.close()
 
-    def keys(self) -> list[bytes]:
+    def stored_keys(self) -> list[bytes]:
         """Every key stored in the server."""
         with redis.Redis.from_url(self.url) as client:
             return client.keys("*")
@@ -115,7 +115,7 @@ def test_two_instances_sharing_one_redis_share_one_budget(model_path, fake_runti
     assert [predict(first).status_code, predict(second).status_code, predict(first).status_code] == [200] * 3
     assert_error(predict(second), 429, "too_many_requests")
     assert predict(first).status_code == 429
-    assert any(b"slimserve" in key for key in redis_server.keys())  # counted in Redis, not in memory
+    assert any(b"slimserve" in key for key in redis_server.stored_keys())  # counted in Redis, not in memory
 
 
 def test_predictions_go_on_when_redis_stops(model_path, fake_runtimes, redis_server):
