@@ -5,12 +5,14 @@ from __future__ import annotations
 import io
 import threading
 import time
+from types import SimpleNamespace
 
 import pytest
 from flask import g, request
 
 from slimserve import create_app, ratelimit_memory
 from slimserve.config import from_env
+from slimserve.ratelimit import client_key
 from tests.conftest import image_bytes
 from tests.test_http_errors import assert_error
 
@@ -133,6 +135,16 @@ def test_expired_memory_counters_are_swept_on_a_later_hit(monkeypatch):
     monkeypatch.setattr(storage, "_next_sweep", 0.0)  # the sweep interval has passed
     storage.incr("new", expiry=60)
     assert "gone" not in storage.storage and storage.storage["new"] == 1
+
+
+@pytest.mark.parametrize(("principal", "key"), [("key-a", "principal:key-a"),
+                                               (SimpleNamespace(id=42, name="x"), "principal:42"),
+                                               (None, f"ip:{CLIENT}")])
+def test_the_client_key_is_the_principal_id_else_the_ip(app, principal, key):
+    with app.test_request_context(environ_base={"REMOTE_ADDR": CLIENT}):
+        if principal is not None:
+            g.principal = principal
+        assert client_key() == key
 
 
 def test_switched_off_nothing_is_limited(model_path, fake_runtimes):
