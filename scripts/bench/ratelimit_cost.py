@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -34,12 +35,23 @@ def import_ms(code: str, module: str) -> float:
     return next(int(m.group(1)) for line in done.stderr.splitlines() if (m := pattern.match(line))) / 1000
 
 
+def import_cpu_ms() -> float:
+    """CPU ms (not wall: other load on the machine counts less) of importing flask_limiter last."""
+    code = (f"{SERVER_IMPORTS}; import time; t = time.process_time(); "
+            "import flask_limiter, slimserve.ratelimit_memory; print((time.process_time() - t) * 1000)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO,
+                          env={"PYTHONPATH": str(REPO / "src")})
+    return float(done.stdout)
+
+
 def import_costs(repeats: int = 7) -> dict[str, float]:
-    """Median import ms of flask_limiter alone and on top of what the server already imports."""
+    """Median import ms of flask_limiter alone (Flask included) and on top of what the server imports."""
     alone = [import_ms("import flask_limiter", "flask_limiter") for _ in range(repeats)]
     marginal = [import_ms(f"{SERVER_IMPORTS}; import flask_limiter", "flask_limiter") for _ in range(repeats)]
-    return {"flask_limiter_alone_ms": statistics.median(alone),
-            "flask_limiter_after_server_imports_ms": statistics.median(marginal)}
+    return {"importtime_flask_limiter_alone_ms": statistics.median(alone),
+            "importtime_flask_limiter_after_server_imports_ms": statistics.median(marginal),
+            "cpu_ms_flask_limiter_after_server_imports": round(statistics.median(
+                import_cpu_ms() for _ in range(repeats)), 1)}
 
 
 def make_app(enabled: bool) -> Any:
@@ -98,7 +110,8 @@ def main() -> None:
     """Measure and write the JSON report."""
     count = int(sys.argv[1]) if len(sys.argv) > 1 else 1000
     report = {"requests_per_state": count, "blocks": BLOCKS, "cpu_us_per_request": request_costs(count),
-              **import_costs(), "python": sys.version.split()[0]}
+              **import_costs(), "python": sys.version.split()[0],
+              "load_average_1min": round(os.getloadavg()[0], 2)}
     OUT.parent.mkdir(parents=True, exist_ok=True)
     OUT.write_text(json.dumps(report, indent=2) + "\n")
     print(json.dumps(report, indent=2))

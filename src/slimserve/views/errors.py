@@ -67,7 +67,8 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
 def _too_many_requests() -> ResponseReturnValue:
     limit, retry_after = breached_limit()
     message = f"rate limit of {limit} exceeded" if limit else "too many requests"
-    response = error_response(429, "too_many_requests", f"{message}; retry after Retry-After seconds")
+    response = error_response(429, "too_many_requests",
+                              f"{message}: retry after the number of seconds in Retry-After")
     response.headers["Retry-After"] = str(retry_after)
     return response
 
