@@ -13,7 +13,7 @@ from flask import g, request
 from slimserve import create_app, ratelimit_memory
 from slimserve.config import from_env
 from slimserve.ratelimit import client_key
-from tests.conftest import image_bytes
+from tests.conftest import image_bytes, write_fake_model, write_fake_tabular_model
 from tests.test_http_errors import assert_error
 
 CLIENT = "198.51.100.7"
@@ -162,6 +162,21 @@ def test_an_invalid_limit_stops_the_start_naming_the_variable(model_path, fake_r
 def test_a_negative_number_of_trusted_proxies_is_refused(model_path, fake_runtimes):
     with pytest.raises(ValueError, match="SLIMSERVE_TRUSTED_PROXIES"):
         limited_app(model_path, fake_runtimes, TRUSTED_PROXIES=-1)
+
+
+def test_the_openapi_document_lists_429_on_every_limited_route(tmp_path, fake_runtimes):
+    write_fake_model(tmp_path / "pneumonia")
+    write_fake_tabular_model(tmp_path / "heart")
+    app = create_app({"MODEL_PATH": str(tmp_path), "DEFAULT_MODEL": "pneumonia", "RUNTIMES": fake_runtimes,
+                      "LOAD_ASYNC": False, "AUTO_COMPILE": False})
+    paths = app.test_client().get("/openapi.json").get_json()["paths"]
+    probes = {"/health", "/ready", "/ping", "/models/{name}/ready"}
+    assert "/models/heart/invocations" in paths
+    for path, operations in paths.items():
+        for operation in operations.values():
+            assert ("429" in operation["responses"]) == (path not in probes), path
+    header = paths["/predict"]["post"]["responses"]["429"]
+    assert header == {"$ref": "#/components/responses/TooManyRequests"}
 
 
 def test_defaults_limit_predictions_per_ip_in_memory():

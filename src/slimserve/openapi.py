@@ -8,6 +8,7 @@ from slimserve import __version__
 from slimserve.manifest import Feature, Manifest
 
 ERROR = {"$ref": "#/components/responses/Error"}
+TOO_MANY_REQUESTS = {"$ref": "#/components/responses/TooManyRequests"}
 IMAGE_BODY = {
     "required": True,
     "content": {
@@ -38,7 +39,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): ERROR for status in statuses}
+    return {str(status): TOO_MANY_REQUESTS if status == 429 else ERROR for status in statuses}
 
 
 def build_spec(manifests: list[Manifest] | None = None) -> dict[str, Any]:
@@ -55,12 +56,16 @@ def build_spec(manifests: list[Manifest] | None = None) -> dict[str, Any]:
                  "RecordsResponse", "RecordPrediction", "Invocations"):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     spec.components.response("Error", _json("Error", "an error; `code` is stable, `message` is for people"))
+    spec.components.response("TooManyRequests", {
+        **_json("Error", "`too_many_requests`: this client's rate limit for the route is used up"),
+        "headers": {"Retry-After": {"description": "seconds until the limit's window resets",
+                                    "schema": {"type": "integer", "minimum": 1}}}})
     predict = {
         "summary": "Classify one image",
         "requestBody": IMAGE_BODY,
         "parameters": [{"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
                         "description": "file name to report for a raw (non-multipart) body"}],
-        "responses": {"200": _json("Prediction", "the prediction"), **_errors(400, 404, 413, 415, 422, 503)},
+        "responses": {"200": _json("Prediction", "the prediction"), **_errors(400, 404, 413, 415, 422, 429, 503)},
     }
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
     spec.path("/predict", operations={"post": predict})
@@ -78,12 +83,12 @@ def build_spec(manifests: list[Manifest] | None = None) -> dict[str, Any]:
     spec.path("/ready", operations={"get": {"summary": "Readiness of every model", "responses": {
         "200": _json("Ready", "all models loaded"), "503": _json("Ready", "still loading or failed")}}})
     spec.path("/version", operations={"get": {"summary": "Service, commit and model versions", "responses": {
-        "200": _json("Version", "versions")}}})
+        "200": _json("Version", "versions"), **_errors(429)}}})
     spec.path("/models", operations={"get": {"summary": "Served models", "responses": {
-        "200": _json("ModelList", "every model")}}})
+        "200": _json("ModelList", "every model"), **_errors(429)}}})
     spec.path("/models/{name}", operations={"get": {"summary": "One model's metadata and input contract",
                                                      "parameters": [name_param], "responses": {
-        "200": _json("Model", "the model"), **_errors(404)}}})
+        "200": _json("Model", "the model"), **_errors(404, 429)}}})
     spec.path("/models/{name}/ready", operations={"get": {"summary": "Readiness of one model",
                                                            "parameters": [name_param], "responses": {
         "200": _json("Ready", "loaded"), "503": _json("Ready", "loading or failed"), **_errors(404)}}})
@@ -92,7 +97,8 @@ def build_spec(manifests: list[Manifest] | None = None) -> dict[str, Any]:
         "requestBody": MLFLOW_BODY,
         "parameters": [{"name": "probabilities", "in": "query", "required": False, "schema": {"type": "boolean"},
                         "description": "add class probabilities per row"}],
-        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 404, 413, 415, 422, 503)},
+        "responses": {"200": _json("Invocations", "one prediction per row"),
+                      **_errors(400, 404, 413, 415, 422, 429, 503)},
     }
     spec.path("/invocations", operations={"post": invocations})
     spec.path("/models/{name}/invocations", operations={"post": {
@@ -139,7 +145,7 @@ def add_tabular_model(spec: Any, manifest: Manifest) -> None:
         "summary": f"{manifest.name}: MLflow scoring ({manifest.description})".strip(),
         "description": "also accepts dataframe_split, instances and inputs, as the generic route documents",
         "requestBody": body, "parameters": [probabilities],
-        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 413, 415, 422, 503)},
+        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 413, 415, 422, 429, 503)},
     }})
     spec.path(f"/models/{manifest.name}/predict", operations={"post": {
         "summary": f"{manifest.name}: labels and probabilities per record",
@@ -147,5 +153,5 @@ def add_tabular_model(spec: Any, manifest: Manifest) -> None:
             "type": "object", "additionalProperties": False, "required": ["records"],
             "properties": {"records": rows}}}}},
         "responses": {"200": _json("RecordsResponse", "one prediction per record"),
-                      **_errors(400, 413, 415, 422, 503)},
+                      **_errors(400, 413, 415, 422, 429, 503)},
     }})
