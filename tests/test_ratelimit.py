@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 import time
 from types import SimpleNamespace
@@ -13,7 +16,7 @@ from flask import g, request
 from slimserve import create_app, ratelimit_memory
 from slimserve.config import from_env
 from slimserve.ratelimit import client_key
-from tests.conftest import image_bytes, write_fake_model, write_fake_tabular_model
+from tests.conftest import REPO, image_bytes, write_fake_model, write_fake_tabular_model
 from tests.test_http_errors import assert_error
 
 CLIENT = "198.51.100.7"
@@ -152,6 +155,15 @@ def test_switched_off_nothing_is_limited(model_path, fake_runtimes):
     client = app.test_client()
     assert {predict(client).status_code for _ in range(5)} == {200}
     assert "slimserve.limiter" not in app.extensions
+
+
+def test_switched_off_flask_limiter_is_never_imported():
+    code = ("import sys; from flask import Flask; import slimserve.app; from slimserve import config, ratelimit; "
+            "app = Flask('x'); app.config.update(config.from_env({'SLIMSERVE_RATE_LIMIT_ENABLED': 'false'})); "
+            "ratelimit.init_app(app); print(sorted(m for m in ('flask_limiter', 'limits') if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO / "src")})
+    assert done.stdout.strip() == "[]"  # start-up pays nothing for a feature that is off
 
 
 def test_an_invalid_limit_stops_the_start_naming_the_variable(model_path, fake_runtimes):
