@@ -19,6 +19,9 @@ from scripts.bench.measure import process_tree
 
 GUNICORN_CONF = Path("scripts") / "deploy" / "gunicorn.conf.py"
 STOP_WAIT = 30.0
+# Rate limiting stays on, so its cost is part of every measurement, with budgets no benchmark reaches.
+UNREACHED_RATE_LIMITS = {f"SLIMSERVE_RATE_LIMIT_{group}": "1000000/minute"
+                         for group in ("PREDICT", "INVOCATIONS", "DEFAULT")}
 
 
 @dataclass
@@ -44,7 +47,7 @@ def server_env(runtime: str, model_path: Path, port: int, repository: str = "") 
     # No compiling inside the envelope: a missing .onnx must fail fast, not import TensorFlow.
     # MODEL_REPOSITORY "" serves MODEL_PATH alone, so every run measures exactly one model.
     return {"PORT": str(port), "MODEL_PATH": str(model_path), "MODEL_REPOSITORY": repository,
-            "SLIMSERVE_RUNTIME": runtime, "SLIMSERVE_AUTO_COMPILE": "0"}
+            "SLIMSERVE_RUNTIME": runtime, "SLIMSERVE_AUTO_COMPILE": "0", **UNREACHED_RATE_LIMITS}
 
 
 def server_argv(port: int, app: str | None = None) -> list[str]:

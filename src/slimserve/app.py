@@ -10,7 +10,7 @@ from typing import Any
 from flask import Flask, g, request
 
 from slimserve import config as settings
-from slimserve import jsonio
+from slimserve import jsonio, ratelimit
 from slimserve.imaging import ImageLimits
 from slimserve.payloads import body_limit
 from slimserve.registry import build_registry
@@ -37,6 +37,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     views.init_app(app)
     app.extensions["slimserve.probes"] = probes(app.extensions["slimserve.registry"])
+    ratelimit.init_app(app)  # after the views: the limits are attached to their endpoints
     return app
 
 

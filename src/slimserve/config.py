@@ -47,6 +47,13 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MIN_BODY_RATE": ("SLIMSERVE_MIN_BODY_RATE", int, 50_000),
     "BODY_BUDGET": ("SLIMSERVE_BODY_BUDGET", int, 24 * 1024 * 1024),
     "MAX_HEADER_BYTES": ("SLIMSERVE_MAX_HEADER_BYTES", int, 64 * 1024),
+    # Rate limiting (slimserve.ratelimit): per client, in the `limits` notation ("60/minute;5/second").
+    "RATELIMIT_ENABLED": ("SLIMSERVE_RATE_LIMIT_ENABLED", "bool", True),
+    "RATE_LIMIT_PREDICT": ("SLIMSERVE_RATE_LIMIT_PREDICT", str, "60/minute"),
+    "RATE_LIMIT_INVOCATIONS": ("SLIMSERVE_RATE_LIMIT_INVOCATIONS", str, "60/minute"),
+    "RATE_LIMIT_DEFAULT": ("SLIMSERVE_RATE_LIMIT_DEFAULT", str, "300/minute"),
+    "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str, "memory://"),
+    "TRUSTED_PROXIES": ("SLIMSERVE_TRUSTED_PROXIES", int, 0),
     "GIT_COMMIT": ("GIT_COMMIT", str, None),
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
     # The image this process runs in (e.g. sha256:…), when whoever starts the container knows it.

@@ -11,6 +11,7 @@ from slimserve.manifest import Feature, Manifest
 ERROR = {"$ref": "#/components/responses/Error"}
 PROBABILITIES = {"name": "probabilities", "in": "query", "required": False, "schema": {"type": "boolean"},
                  "description": "add class probabilities per row"}
+TOO_MANY_REQUESTS = {"$ref": "#/components/responses/TooManyRequests"}
 IMAGE_BODY = {
     "required": True,
     "content": {
@@ -44,7 +45,7 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): ERROR for status in statuses}
+    return {str(status): TOO_MANY_REQUESTS if status == 429 else ERROR for status in statuses}
 
 
 def build_spec(manifests: list[Manifest] | None = None, default: str | None = None,
@@ -66,12 +67,16 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
                  "RecordsResponse", "RecordPrediction", "Invocations"):
         spec.components.schema(name, schema=getattr(schemas, f"{name}Schema"))
     spec.components.response("Error", _json("Error", "an error; `code` is stable, `message` is for people"))
+    spec.components.response("TooManyRequests", {
+        **_json("Error", "`too_many_requests`: this client's rate limit for the route is used up"),
+        "headers": {"Retry-After": {"description": "seconds until the limit's window resets",
+                                    "schema": {"type": "integer", "minimum": 1}}}})
     predict = {
         "summary": "Classify one image",
         "requestBody": IMAGE_BODY,
         "parameters": [{"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
                         "description": "file name to report for a raw (non-multipart) body"}],
-        "responses": {"200": _json("Prediction", "the prediction"), **_errors(400, 404, 413, 415, 422, 503)},
+        "responses": {"200": _json("Prediction", "the prediction"), **_errors(400, 404, 413, 415, 422, 429, 503)},
     }
     manifests = manifests or []
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
@@ -81,12 +86,12 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
     spec.path("/ready", operations={"get": {"summary": "Readiness of every model", "responses": {
         "200": _json("Ready", "all models loaded"), "503": _json("Ready", "still loading or failed")}}})
     spec.path("/version", operations={"get": {"summary": "Service, commit and model versions", "responses": {
-        "200": _json("Version", "versions")}}})
+        "200": _json("Version", "versions"), **_errors(429)}}})
     spec.path("/models", operations={"get": {"summary": "Served models", "responses": {
-        "200": _json("ModelList", "every model")}}})
+        "200": _json("ModelList", "every model"), **_errors(429)}}})
     spec.path("/models/{name}", operations={"get": {"summary": "One model's metadata and input contract",
                                                      "parameters": [name_param], "responses": {
-        "200": _json("Model", "the model"), **_errors(404)}}})
+        "200": _json("Model", "the model"), **_errors(404, 429)}}})
     spec.path("/models/{name}/ready", operations={"get": {"summary": "Readiness of one model",
                                                            "parameters": [name_param], "responses": {
         "200": _json("Ready", "loaded"), "503": _json("Ready", "loading or failed"), **_errors(404)}}})
@@ -95,7 +100,8 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
         "summary": "MLflow scoring protocol on the default model (an image body for image models)",
         "requestBody": MLFLOW_BODY if default_manifest is None else model_body(default_manifest, max_rows),
         "parameters": [PROBABILITIES],
-        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 404, 413, 415, 422, 503)},
+        "responses": {"200": _json("Invocations", "one prediction per row"),
+                      **_errors(400, 404, 413, 415, 422, 429, 503)},
     }
     spec.path("/invocations", operations={"post": invocations})
     spec.path("/ping", operations={"get": {"summary": "MLflow-style health check", "responses": {
@@ -173,7 +179,7 @@ def add_tabular_model(spec: Any, manifest: Manifest, max_rows: int = 10_000) -> 
         "summary": f"{manifest.name}: MLflow scoring ({manifest.description})".strip(),
         "description": "also accepts dataframe_split, instances and inputs, as the generic route documents",
         "requestBody": body, "parameters": [PROBABILITIES],
-        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 413, 415, 422, 503)},
+        "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 413, 415, 422, 429, 503)},
     }})
     spec.path(f"/models/{manifest.name}/predict", operations={"post": {
         "summary": f"{manifest.name}: labels and probabilities per record",
@@ -181,7 +187,7 @@ def add_tabular_model(spec: Any, manifest: Manifest, max_rows: int = 10_000) -> 
             "type": "object", "additionalProperties": False, "required": ["records"],
             "properties": {"records": rows}}}}},
         "responses": {"200": _json("RecordsResponse", "one prediction per record"),
-                      **_errors(400, 413, 415, 422, 503)},
+                      **_errors(400, 413, 415, 422, 429, 503)},
     }})
 
 
