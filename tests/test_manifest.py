@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from slimserve.config import BUNDLED_MODELS
 from slimserve.errors import ModelConfigError
 from slimserve.manifest import Feature, compiled_record, load_manifest, parse_manifest, save_manifest, sha256_file
 
@@ -80,3 +81,9 @@ def test_compiled_record_hashes_the_onnx_file_and_defaults_to_being_its_own_sour
     record = compiled_record(onnx, tool="t 1", opset=17, max_abs_diff=1e-7)
     assert record.file == "model.onnx" and record.sha256 == record.source_sha256 == sha256_file(onnx)
     assert compiled_record(onnx, tool="t", opset=17, max_abs_diff=0, source_sha256="c" * 64).source_sha256 == "c" * 64
+
+
+@pytest.mark.parametrize("path", sorted(BUNDLED_MODELS.glob("*/*/manifest.json")), ids=lambda p: p.parent.parent.name)
+def test_committed_manifests_are_in_the_form_the_schema_writes(path):
+    canonical = json.dumps(load_manifest(path.parent).to_dict(), indent=2) + "\n"
+    assert path.read_text(encoding="utf-8") == canonical
