@@ -23,11 +23,13 @@ from scripts.bench.tabular_data import (
 from scripts.bench.tabular_http import LogCursor, access_times_ms, summarize
 from scripts.bench.tabular_memory import mapped_by, memory_mb
 from scripts.bench.tabular_report import goals, judged, ratios, worst_latency
+from slimserve.manifest import Feature
+from tests.conftest import write_fake_model, write_fake_tabular_model
 
-AGE = {"name": "Age", "type": "integer", "minimum": 18, "maximum": 100}
-SEX = {"name": "Sex", "type": "category", "categories": ["F", "M"]}
-BP = {"name": "RestingBP", "type": "number", "minimum": 0, "maximum": 300}
-FBS = {"name": "FastingBS", "type": "boolean"}
+AGE = Feature("Age", "integer", minimum=18, maximum=100)
+SEX = Feature("Sex", "category", categories=["F", "M"])
+BP = Feature("RestingBP", "number", minimum=0, maximum=300)
+FBS = Feature("FastingBS", "boolean")
 ACCESS_LOG = """\
 [2026-11-23 20:24:37 +0000] [9756] [INFO] Booting worker with pid: 9756
 127.0.0.1 "GET /ready HTTP/1.1" 200 40 812us rid=a
@@ -67,9 +69,9 @@ def test_json_value_rejects_cells_of_the_wrong_type(feature, raw):
 
 @pytest.mark.parametrize(("feature", "value", "ok"), [
     (AGE, 18, True), (AGE, 17, False), (AGE, 101, False), (SEX, "F", True), (SEX, "X", False), (SEX, 1, False),
-    (FBS, 0, True), (FBS, 2, False), (BP, float("nan"), False), (BP, True, False), ({"name": "c",
-                                                                                    "type": "category"}, "x", True)])
-def test_fits_checks_type_range_and_categories(feature, value, ok):
+    (FBS, 0, True), (FBS, True, True), (FBS, 2, False), (BP, float("nan"), False), (BP, True, False),
+    (AGE, 40.5, False), (BP, 0.25, True)])
+def test_fits_is_the_servers_own_verdict(feature, value, ok):
     assert fits(feature, value) is ok
 
 
@@ -96,9 +98,9 @@ def test_build_payloads_reads_real_rows_from_a_data_folder(tmp_path):
     (tmp_path / "antibiotic").mkdir()
     (tmp_path / "antibiotic/camda2025_training_mic_sir.csv").write_text(
         "species,whonet_code,mic_sign,mic_value\nE. coli,GEN,,2\nE. coli,CAZ,,4\nE. coli,GEN,<=,0.5\nOther,GEN,,1\n")
-    features = [{"name": "species", "type": "category", "categories": ["E. coli"]},
-                {"name": "mic_value", "type": "number", "minimum": 0.001, "maximum": 4096},
-                {"name": "mic_sign", "type": "category", "categories": ["", "<="]}]
+    features = [Feature("species", "category", categories=["E. coli"]),
+                Feature("mic_value", "number", minimum=0.001, maximum=4096),
+                Feature("mic_sign", "category", categories=["", "<="])]
     got = build_payloads("modelo_GEN_NM", features, bulk=3, singles=5, data=tmp_path)
     assert (got.rows_available, got.rows_skipped, len(got.single_split)) == (2, 1, 2)
     assert json.loads(got.bulk_split.body)["dataframe_split"]["data"] == [["E. coli", 2, ""], ["E. coli", 0.5, "<="],
@@ -108,10 +110,11 @@ def test_build_payloads_reads_real_rows_from_a_data_folder(tmp_path):
 
 
 def test_tabular_manifests_lists_only_models_with_features(tmp_path):
-    for name, features in (("tab", [AGE]), ("xray", None)):
-        (tmp_path / name / "1.0.0").mkdir(parents=True)
-        (tmp_path / name / "1.0.0" / "manifest.json").write_text(json.dumps({"name": name, "features": features}))
-    assert tabular_manifests(tmp_path) == {"tab": [AGE]}
+    write_fake_tabular_model(tmp_path / "tab" / "1.0.0", name="tab")
+    write_fake_model(tmp_path / "xray" / "1.0.0", name="xray")
+    features = tabular_manifests(tmp_path)
+    assert list(features) == ["tab"]
+    assert [f.name for f in features["tab"]] == ["Age", "Sex", "Cholesterol", "FastingBS"]
 
 
 def test_summarize_keeps_sub_millisecond_precision():

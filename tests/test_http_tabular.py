@@ -118,10 +118,6 @@ def test_every_problem_is_listed_in_details(client):
         ("Age", "out_of_range"), ("Sex", "unknown_category")}
 
 
-def test_zero_means_missing_is_accepted(client):
-    assert invoke(client, {"dataframe_records": [{**ROWS[0], "Cholesterol": 0}]}).status_code == 200
-
-
 def test_nan_literal_is_not_json(client):
     response = invoke(client, data='{"dataframe_records": [{"Age": NaN, "Sex": "M", "Cholesterol": 1, '
                                    '"FastingBS": 0}]}')

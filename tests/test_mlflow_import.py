@@ -93,8 +93,27 @@ def test_manifest_takes_types_from_the_signature_and_categories_from_the_encoder
     assert manifest.labels == ["0", "1"] and manifest.compiled.max_abs_diff < 1e-5
 
 
-def test_skops_model_imports_without_running_pickle(heart, tmp_path):
+def test_skops_model_imports_without_running_pickle(heart, tmp_path, monkeypatch):
+    import pickle
+
+    import cloudpickle
+
     folder = tmp_path / "heart_skops"
-    save_mlflow_model(folder, heart, "skops")
-    assert main(["import-mlflow", str(folder), "--trust", "--out", str(tmp_path / "s")]) == 0
-    assert (tmp_path / "s" / "model.onnx").is_file()
+    pipeline = save_mlflow_model(folder, heart, "skops")
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("pickle was used to load the model")
+
+    for module, name in ((pickle, "load"), (pickle, "loads"), (pickle, "Unpickler"), (cloudpickle, "load"),
+                         (cloudpickle, "loads")):
+        monkeypatch.setattr(module, name, refuse)
+    # No --trust: a skops file of standard scikit-learn types needs no trust, since nothing in it can run code.
+    assert main(["import-mlflow", str(folder), "--out", str(tmp_path / "s")]) == 0
+    monkeypatch.undo()
+    features, _ = heart
+    rows = features.head(50)
+    client = create_app({"MODEL_PATH": str(tmp_path / "s"), "LOAD_ASYNC": False}).test_client()
+    payload = {"dataframe_split": {"columns": list(rows.columns), "data": rows.to_numpy().tolist()}}
+    body = client.post("/models/heart_skops/invocations?probabilities=true", json=payload).get_json()
+    served = np.array([[p["0"], p["1"]] for p in body["probabilities"]])
+    assert np.max(np.abs(served - pipeline.predict_proba(rows))) < 1e-5  # the fitted model, read without pickle

@@ -91,6 +91,17 @@ def test_heart_failure_matches_the_labels_of_most_real_rows(client, heart_rows):
     assert sum(p == t for p, t in zip(predictions, truth, strict=True)) >= 8
 
 
+def test_zero_means_missing_cholesterol_is_served_as_not_measured(client, heart_rows):
+    # The manifest flags Cholesterol 0 as "not measured"; the served model must impute it, not read 0 mg/dL,
+    # which a linear model would put beyond 100 mg/dL. Imputed, it lands between 100 and 400 mg/dL.
+    assert next(f for f in load_manifest(HEART).features if f.name == "Cholesterol").zero_means_missing
+    rows = [{**heart_rows[0], "Cholesterol": value} for value in (0, 100, 400)]
+    response = client.post("/models/heart_failure/invocations?probabilities=true", json={"dataframe_records": rows})
+    assert response.status_code == 200, response.data
+    p_zero, p_low, p_high = (p["1"] for p in response.get_json()["probabilities"])
+    assert min(p_low, p_high) < p_zero < max(p_low, p_high)
+
+
 @pytest.mark.parametrize("name", TABULAR)
 def test_every_bundled_tabular_model_answers_its_warmup_row(client, name):
     from slimserve.registry import warmup_input

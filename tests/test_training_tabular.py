@@ -11,9 +11,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
-from scripts.training.tabular import FeatureSpec, ModelSpec, load_table, parse_args, train
+from scripts.training.tabular import ModelSpec, load_table, parse_args, train
 from scripts.training.train_heart_failure import SPEC as HEART_SPEC
-from slimserve.manifest import load_manifest
+from slimserve.manifest import Feature, load_manifest
 from tests.conftest import REPO, SHARED, needs_shared
 
 MODELS = REPO / "artifacts" / "models"
@@ -67,18 +67,19 @@ def test_shared_module_trains_a_small_heart_model_end_to_end(tmp_path):
     load_manifest(folder)  # the server's own validation accepts it
 
 
-def spec_of(feature: FeatureSpec) -> ModelSpec:
+def spec_of(feature: Feature) -> ModelSpec:
     """A one-feature spec for the loader tests."""
     return ModelSpec("t", "test", "y", (feature,), classifier=lambda seed: None, scale=False, label_names={})
 
 
 @pytest.mark.parametrize(("feature", "cell", "problem"), [
-    (FeatureSpec("x", "number", "", minimum=0, maximum=10), "11", "above"),
-    (FeatureSpec("x", "integer", "", minimum=0, maximum=10), "2.5", "non-integral"),
-    (FeatureSpec("x", "boolean", ""), "2", "other than 0/1"),
-    (FeatureSpec("x", "category", "", categories=("a", "b")), "c", "undeclared"),
+    (Feature("x", "number", minimum=0, maximum=10), "11", "row 1, field `x` must be between 0 and 10"),
+    (Feature("x", "integer", minimum=0, maximum=10), "2.5", "row 1, field `x` must be an integer"),
+    (Feature("x", "boolean"), "2", "row 1, field `x` must be true/false or 0/1"),
+    (Feature("x", "category", categories=["1", "a"]), "c", "row 1, field `x` is not a known category"),
+    (Feature("x", "number"), "inf", "row 1, field `x` must be a number"),
 ])
-def test_loader_refuses_data_outside_the_declared_contract(tmp_path, feature, cell, problem):
+def test_loader_refuses_what_the_server_would_refuse_with_its_message(tmp_path, feature, cell, problem):
     path = tmp_path / "t.csv"
     path.write_text(f"x,y\n1,0\n{cell},1\n", encoding="utf-8")
     with pytest.raises(ValueError, match=problem):
@@ -88,7 +89,7 @@ def test_loader_refuses_data_outside_the_declared_contract(tmp_path, feature, ce
 def test_loader_keeps_an_empty_cell_as_a_category_value(tmp_path):
     path = tmp_path / "t.csv"
     path.write_text("x,y\n,S\n<=,R\n", encoding="utf-8")
-    X, y = load_table(path, spec_of(FeatureSpec("x", "category", "", categories=("", "<="))))
+    X, y = load_table(path, spec_of(Feature("x", "category", categories=["", "<="])))
     assert X["x"].tolist() == ["", "<="] and y.tolist() == ["S", "R"]
 
 
@@ -142,3 +143,23 @@ def test_heart_cholesterol_zero_is_imputed_not_read_as_zero_mg_dl():
     p_zero, p_low, p_high = session.run(None, onnx_feed(rows, manifest["features"]))[1][:, 1]
     # Read as 0 mg/dL, a linear model would put it beyond 100 mg/dL; imputed, it lands between 100 and 400.
     assert min(p_low, p_high) < p_zero < max(p_low, p_high)
+
+
+def test_loader_trains_on_float64_values_the_server_schema_accepted(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("x,y\n0.1,0\n2,1\n", encoding="utf-8")
+    X, _ = load_table(path, spec_of(Feature("x", "number", minimum=0)))
+    assert X["x"].dtype == np.float64 and X["x"].tolist() == [0.1, 2.0]  # not the schema's float32 copy
+
+
+def test_nominal_and_ignored_are_training_treatments_named_in_the_spec():
+    from sklearn.linear_model import LogisticRegression
+
+    from scripts.training.tabular import build_pipeline
+
+    features = (Feature("arm", "integer", minimum=0, maximum=2), Feature("sign", "category", categories=["", "<"]),
+                Feature("dose", "number"))
+    pipeline = build_pipeline(features, LogisticRegression(), True, nominal=frozenset({"arm"}),
+                              ignored=frozenset({"sign"}))
+    groups = {name: list(columns) for name, _, columns in pipeline[0].transformers}
+    assert groups == {"ignored": ["sign"], "nominal": ["arm"], "numeric": ["dose"]}

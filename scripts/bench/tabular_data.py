@@ -1,16 +1,22 @@
-"""Request rows for the tabular benchmark: real data rows, typed by each model's manifest features."""
+"""Request rows for the tabular benchmark: real data rows, typed by each model's manifest features.
+
+Rows are kept only if the server's own table schema accepts them, so every request the benchmark sends
+is one the server answers with 200.
+"""
 
 from __future__ import annotations
 
 import csv
 import json
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from scripts.bench.client import Upload
+from slimserve.errors import UnprocessableEntity
+from slimserve.manifest import Feature, load_manifest
+from slimserve.tabular import build_table_schema
 
 SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
 # Which data file feeds which model; the four antibiotic models share one file, filtered by WHONET code.
@@ -54,57 +60,59 @@ def source_for(model: str, data: Path = SHARED_DATA) -> tuple[Path, str | None]:
     return data / SOURCES[model], None
 
 
-def tabular_manifests(models_dir: Path) -> dict[str, list[dict[str, Any]]]:
-    """Name → feature list of every tabular model under `models_dir` (manifests with `features`)."""
-    found: dict[str, list[dict[str, Any]]] = {}
+def tabular_manifests(models_dir: Path) -> dict[str, list[Feature]]:
+    """Name → features of every tabular model under `models_dir`, read as the server reads manifests."""
+    found: dict[str, list[Feature]] = {}
     for path in sorted(models_dir.glob("*/*/manifest.json")):
-        manifest = json.loads(path.read_text())
-        if manifest.get("features"):
-            found[manifest["name"]] = manifest["features"]
+        manifest = load_manifest(path.parent)
+        if manifest.features:
+            found[manifest.name] = manifest.features
     return found
 
 
-def json_value(feature: dict[str, Any], raw: str) -> int | float | str:
+def json_value(feature: Feature, raw: str) -> int | float | str:
     """A CSV cell as the JSON value the manifest asks for: category → str, integer/boolean → int, number."""
-    kind = feature["type"]
-    if kind == "category":
+    if feature.type == "category":
         return raw
     number = float(raw)
-    if kind in ("integer", "boolean"):
+    if feature.type in ("integer", "boolean"):
         if not number.is_integer():
-            raise ValueError(f"{feature['name']}: {raw!r} is not an integer")
+            raise ValueError(f"{feature.name}: {raw!r} is not an integer")
         return int(number)
     # Integral numbers stay integers, as they appear in the data (MLflow's signature has them as long).
     return int(number) if number.is_integer() else number
 
 
-def fits(feature: dict[str, Any], value: Any) -> bool:
-    """Whether a value satisfies the feature's type, range and categories (so the server answers 200)."""
-    if feature["type"] == "category":
-        categories = feature.get("categories")
-        return isinstance(value, str) and (categories is None or value in categories)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
-        return False
-    if feature["type"] == "boolean":
-        return value in (0, 1)
-    low, high = feature.get("minimum"), feature.get("maximum")
-    return (low is None or value >= low) and (high is None or value <= high)
+def accepted(features: list[Feature], rows: list[list[Any]]) -> list[int]:
+    """Indexes of the rows the server's schema accepts: all columns checked at once, refused rows dropped."""
+    schema, keep = build_table_schema("bench", features), list(range(len(rows)))
+    while keep:
+        try:
+            schema.load({f.name: [rows[i][j] for i in keep] for j, f in enumerate(features)})
+            return keep
+        except UnprocessableEntity as exc:  # names the first refused row of each column
+            refused = {d["row"] for d in exc.extra["details"]}
+            if None in refused:
+                raise  # a whole column is wrong, not a row: nothing to drop
+            keep = [i for at, i in enumerate(keep) if at not in refused]
+    return keep
 
 
-def typed_rows(features: list[dict[str, Any]], records: list[dict[str, str]]) -> tuple[list[list[Any]], int]:
-    """Rows of JSON values in feature order, and how many records were skipped (unparseable or out of range)."""
-    rows, skipped = [], 0
+def fits(feature: Feature, value: Any) -> bool:
+    """Whether the server's schema accepts the value for this feature (so the server answers 200)."""
+    return accepted([feature], [[value]]) == [0]
+
+
+def typed_rows(features: list[Feature], records: list[dict[str, str]]) -> tuple[list[list[Any]], int]:
+    """Rows of JSON values in feature order, and how many records were skipped (unparseable or refused)."""
+    parsed = []
     for record in records:
         try:
-            row = [json_value(f, record[f["name"]]) for f in features]
+            parsed.append([json_value(f, record[f.name]) for f in features])
         except (KeyError, ValueError):
-            skipped += 1
             continue
-        if all(fits(f, v) for f, v in zip(features, row, strict=True)):
-            rows.append(row)
-        else:
-            skipped += 1
-    return rows, skipped
+    rows = [parsed[i] for i in accepted(features, parsed)]
+    return rows, len(records) - len(rows)
 
 
 def cycle(rows: list[list[Any]], count: int) -> list[list[Any]]:
@@ -130,12 +138,12 @@ def records_body(columns: list[str], rows: list[list[Any]]) -> bytes:
     return json.dumps({"records": [dict(zip(columns, row, strict=True)) for row in rows]}).encode()
 
 
-def build_payloads(name: str, features: list[dict[str, Any]], bulk: int = 1000, singles: int = 20,
+def build_payloads(name: str, features: list[Feature], bulk: int = 1000, singles: int = 20,
                    data: Path = SHARED_DATA) -> ModelPayloads:
     """Bodies for one model from its real data: `singles` different 1-row bodies and one `bulk`-row body."""
     path, code = source_for(name, data)
     rows, skipped = typed_rows(features, read_records(path, code))
-    columns = [f["name"] for f in features]
+    columns = [f.name for f in features]
     first = cycle(rows, min(singles, len(rows)))
     many = cycle(rows, bulk)
     return ModelPayloads(

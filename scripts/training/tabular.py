@@ -1,15 +1,16 @@
 """Shared training for tabular models: feature spec → stratified split → 5-fold CV → fit → ONNX → artifacts.
 
-Every model is a scikit-learn Pipeline whose ColumnTransformer reads one named column per feature, and
-skl2onnx turns each column into its own ONNX input of the same name, so the served graph takes exactly the
-manifest's features. ONNX work lives in tabular_onnx, metrics and plots in tabular_report. Nothing is
-pickled: the server reads only model.onnx and JSON.
+Features are the server's own `slimserve.manifest.Feature`, and the CSV is validated with the server's own
+table schema, so training refuses exactly the values a client would get a 422 for. Every model is a
+scikit-learn Pipeline whose ColumnTransformer reads one named column per feature, and skl2onnx turns each
+column into its own ONNX input of the same name, so the served graph takes exactly the manifest's features.
+ONNX work lives in tabular_onnx, metrics and plots in tabular_report. Nothing is pickled: the server reads
+only model.onnx and JSON, and the manifest is written through `save_manifest`.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import hashlib
 import json
 import os
@@ -37,34 +38,12 @@ if str(REPO) not in sys.path:
 
 from scripts.training import tabular_onnx as onnx_tools  # noqa: E402
 from scripts.training import tabular_report as report  # noqa: E402
+from slimserve.errors import UnprocessableEntity  # noqa: E402
+from slimserve.manifest import Artifact, Feature, Manifest, compiled_record, save_manifest  # noqa: E402
+from slimserve.tabular import build_table_schema  # noqa: E402
 
 SHARED = Path(os.environ.get("SLIMSERVE_SHARED", REPO.parent / "shared"))
-FEATURE_TYPES = ("number", "integer", "boolean", "category")
 FOLDS = 5
-
-
-@dataclass(frozen=True)
-class FeatureSpec:
-    """One input column: the public contract clients send, and how the pipeline treats it."""
-
-    name: str
-    type: str
-    description: str
-    unit: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    categories: tuple[str, ...] | None = None
-    zero_means_missing: bool = False
-    nominal: bool = False  # an integer code of unordered groups (e.g. treatment arm): one-hot encoded
-    ignored: bool = False  # part of the input contract and validated, but dropped before the classifier
-
-    def manifest(self) -> dict[str, Any]:
-        """The manifest entry (None fields left out)."""
-        entry = {"name": self.name, "type": self.type, "unit": self.unit, "minimum": self.minimum,
-                 "maximum": self.maximum, "categories": list(self.categories) if self.categories else None,
-                 "required": True, "nullable": False, "zero_means_missing": self.zero_means_missing,
-                 "description": self.description}
-        return {key: value for key, value in entry.items() if value is not None}
 
 
 @dataclass(frozen=True)
@@ -85,7 +64,7 @@ class ModelSpec:
     name: str
     description: str
     target: str
-    features: tuple[FeatureSpec, ...]
+    features: tuple[Feature, ...]
     classifier: Callable[[int], ClassifierMixin]  # seed → unfitted classifier
     scale: bool  # standardise numeric inputs: linear models need it, trees do not
     label_names: dict[str, str]
@@ -95,56 +74,41 @@ class ModelSpec:
     reference: dict[str, Any] | None = None
     rows: dict[str, str] = field(default_factory=dict)  # keep only rows where column == value
     test_size: float = 0.2
+    # How the pipeline treats a feature (training only; clients see plain features):
+    nominal: frozenset[str] = frozenset()  # integer codes of unordered groups (e.g. treatment arm): one-hot
+    ignored: frozenset[str] = frozenset()  # in the input contract and validated, dropped before the classifier
 
 
 def load_table(path: Path, spec: ModelSpec) -> tuple[pd.DataFrame, np.ndarray]:
-    """The spec's feature columns (validated against their declared type, range and categories) and labels."""
+    """The spec's feature columns (validated by the server's own schema) and labels."""
     # Everything is read as text first so "" stays a category value and labels stay exactly as written.
     frame = pd.read_csv(path, dtype=str, keep_default_na=False)
     for column, value in spec.rows.items():
         frame = frame[frame[column] == value]
     if frame.empty:
         raise ValueError(f"{path.name}: no rows for {spec.rows}")
-    columns = {f.name: _checked_column(frame[f.name], f, path.name) for f in spec.features}
+    # Float64 as before, so the fitted models do not change; the server's schema only judges the values.
+    columns = {f.name: frame[f.name] if f.type == "category" else pd.to_numeric(frame[f.name]).astype(np.float64)
+               for f in spec.features}
+    try:
+        build_table_schema(spec.name, list(spec.features)).load({k: v.tolist() for k, v in columns.items()})
+    except UnprocessableEntity as exc:
+        raise ValueError(f"{path.name}: {exc.message}") from None
     return pd.DataFrame(columns).reset_index(drop=True), frame[spec.target].to_numpy(dtype=str)
 
 
-def _checked_column(raw: pd.Series, feature: FeatureSpec, source: str) -> pd.Series:
-    if feature.type not in FEATURE_TYPES:
-        raise ValueError(f"{feature.name}: unknown feature type {feature.type!r}")
-    if feature.type == "category":
-        unknown = set(raw) - set(feature.categories or ())
-        if unknown:
-            raise ValueError(f"{source}: {feature.name} has undeclared categories {sorted(unknown)}")
-        return raw
-    values = pd.to_numeric(raw, errors="raise").astype(np.float64)
-    problems = []
-    if not np.isfinite(values).all():
-        problems.append("non-finite values")
-    if feature.type in ("integer", "boolean") and (values != values.round()).any():
-        problems.append("non-integral values")
-    if feature.type == "boolean" and not values.isin([0, 1]).all():
-        problems.append("values other than 0/1")
-    if feature.minimum is not None and (values < feature.minimum).any():
-        problems.append(f"values below {feature.minimum}")
-    if feature.maximum is not None and (values > feature.maximum).any():
-        problems.append(f"values above {feature.maximum}")
-    if problems:
-        raise ValueError(f"{source}: {feature.name} has {', '.join(problems)}")
-    return values
-
-
-def build_pipeline(features: tuple[FeatureSpec, ...], classifier: ClassifierMixin, scale: bool) -> Pipeline:
+def build_pipeline(features: tuple[Feature, ...], classifier: ClassifierMixin, scale: bool,
+                   nominal: frozenset[str] = frozenset(), ignored: frozenset[str] = frozenset()) -> Pipeline:
     """Preprocessing (one-hot, zero-as-missing imputation, optional scaling) followed by the classifier."""
-    groups: dict[str, list[FeatureSpec]] = {"ignored": [], "category": [], "nominal": [], "zero_missing": [],
-                                            "numeric": []}
+    groups: dict[str, list[Feature]] = {"ignored": [], "category": [], "nominal": [], "zero_missing": [],
+                                        "numeric": []}
     for f in features:
-        key = "ignored" if f.ignored else "category" if f.type == "category" else "nominal" if f.nominal else \
-            "zero_missing" if f.zero_means_missing else "numeric"
+        key = "ignored" if f.name in ignored else "category" if f.type == "category" else \
+            "nominal" if f.name in nominal else "zero_missing" if f.zero_means_missing else "numeric"
         groups[key].append(f)
     scaler = [StandardScaler()] if scale else []
     # handle_unknown="ignore": the server refuses undeclared values anyway; this keeps the graph total.
-    makers: dict[str, Callable[[list[FeatureSpec]], Any]] = {
+    makers: dict[str, Callable[[list[Feature]], Any]] = {
         "ignored": lambda fs: "drop",  # skl2onnx still declares the ONNX input, so the contract holds
         "category": lambda fs: OneHotEncoder(categories=[list(f.categories) for f in fs],
                                              handle_unknown="ignore", sparse_output=False),
@@ -204,8 +168,8 @@ def train(spec: ModelSpec, args: argparse.Namespace) -> Path:
                                                         random_state=args.seed)
     data = {"labels": labels, "X_train": X_train, "X_test": X_test, "y_train": y_train, "y_test": y_test}
     rule = spec.threshold_rule if spec.positive_label is not None else "argmax"
-    model, result = evaluate(build_pipeline(spec.features, spec.classifier(args.seed), spec.scale),
-                             data, spec, rule, args)
+    model, result = evaluate(build_pipeline(spec.features, spec.classifier(args.seed), spec.scale, spec.nominal,
+                                            spec.ignored), data, spec, rule, args)
     baselines = evaluate_baselines(spec, data, rule, args)
 
     folder = args.out / spec.name / args.version
@@ -224,8 +188,7 @@ def train(spec: ModelSpec, args: argparse.Namespace) -> Path:
         "reference": spec.reference, "onnx": onnx,
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
-    manifest = build_manifest(spec, args, model, metrics, folder / "model.onnx")
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    save_manifest(build_manifest(spec, args, model, metrics, folder / "model.onnx"))
     return folder
 
 
@@ -240,39 +203,35 @@ def evaluate_baselines(spec: ModelSpec, data: dict[str, Any], rule: str, args: a
     if spec.simple_baseline is not None:
         simple = spec.simple_baseline
         subset = tuple(f for f in spec.features if f.name in simple.features)
-        pipeline = build_pipeline(subset, simple.classifier(args.seed), simple.scale)
+        pipeline = build_pipeline(subset, simple.classifier(args.seed), simple.scale, spec.nominal, spec.ignored)
         baselines[simple.name] = {"description": simple.description, **evaluate(pipeline, data, spec, rule, args)[1]}
     return baselines
 
 
 def build_manifest(spec: ModelSpec, args: argparse.Namespace, model: Pipeline, metrics: dict[str, Any],
-                   onnx_path: Path) -> dict[str, Any]:
-    """manifest.json: the input contract, the artifact and its checks, how it was trained and how it scored."""
-    digest, onnx = hashlib.sha256(onnx_path.read_bytes()).hexdigest(), metrics["onnx"]
-    binary = spec.positive_label is not None
-    return {
-        "schema_version": 1, "name": spec.name, "version": args.version, "task": "tabular_classification",
-        "description": spec.description, "labels": metrics["labels"],
-        "label_names": {label: spec.label_names[label] for label in metrics["labels"]},
-        "positive_label": spec.positive_label,
-        # A multi-class model has no threshold: the key is left out rather than set to a meaningless value.
-        **({"threshold": metrics["threshold"]} if binary else {}),
-        "activation": "softmax",
-        "features": [f.manifest() for f in spec.features],
-        "onnx": {"label_output": onnx["outputs"][0], "probabilities_output": onnx["outputs"][1]},
-        "source": {"file": onnx_path.name, "sha256": digest},
-        "compiled": {"file": onnx_path.name, "sha256": digest, "source_sha256": digest, "tool": onnx["tool"],
-                     "opset": onnx["opset"], "max_abs_diff": onnx["max_abs_diff"],
-                     "compiled_at": dt.datetime.now(dt.UTC).replace(microsecond=0).isoformat()},
-        "training": {"script": args.script, "command": args.command, "data": args.data.name,
-                     "data_sha256": hashlib.sha256(args.data.read_bytes()).hexdigest(),
-                     **({"rows": spec.rows} if spec.rows else {}), "seed": args.seed,
-                     "estimator": describe_pipeline(model), "n_train": metrics["split"]["n_train"],
-                     "n_test": metrics["split"]["n_test"], "threshold_rule": metrics["threshold_rule"]},
-        "metrics": {"cv": metrics["cv"]["mean"], "test": {k: v for k, v in metrics["test"].items() if k != "ci95"},
-                    "baseline": {name: b["test"] for name, b in metrics["baseline"].items()},
-                    "reference": spec.reference},
-    }
+                   onnx_path: Path) -> Manifest:
+    """The manifest: the input contract, the artifact and its checks, how it was trained and how it scored."""
+    onnx = metrics["onnx"]
+    compiled = compiled_record(onnx_path, tool=onnx["tool"], opset=onnx["opset"], max_abs_diff=onnx["max_abs_diff"])
+    return Manifest(
+        name=spec.name, version=args.version, task="tabular_classification", description=spec.description,
+        labels=metrics["labels"], label_names={label: spec.label_names[label] for label in metrics["labels"]},
+        positive_label=spec.positive_label,
+        # A multi-class model decides by argmax: the schema leaves its threshold out of the file.
+        threshold=metrics["threshold"] if spec.positive_label is not None else 0.5,
+        activation="softmax", features=list(spec.features),
+        onnx={"label_output": onnx["outputs"][0], "probabilities_output": onnx["outputs"][1]},
+        source=Artifact(onnx_path.name, compiled.sha256), compiled=compiled,
+        training={"script": args.script, "command": args.command, "data": args.data.name,
+                  "data_sha256": hashlib.sha256(args.data.read_bytes()).hexdigest(),
+                  **({"rows": spec.rows} if spec.rows else {}), "seed": args.seed,
+                  "estimator": describe_pipeline(model), "n_train": metrics["split"]["n_train"],
+                  "n_test": metrics["split"]["n_test"], "threshold_rule": metrics["threshold_rule"]},
+        metrics={"cv": metrics["cv"]["mean"], "test": {k: v for k, v in metrics["test"].items() if k != "ci95"},
+                 "baseline": {name: b["test"] for name, b in metrics["baseline"].items()},
+                 "reference": spec.reference},
+        folder=onnx_path.parent,
+    )
 
 
 def parse_args(default_data: Path, argv: list[str] | None = None) -> argparse.Namespace:

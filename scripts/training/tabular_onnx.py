@@ -5,19 +5,16 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from importlib.metadata import version
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
-import sklearn
 from sklearn.pipeline import Pipeline
 
-if TYPE_CHECKING:
-    from scripts.training.tabular import FeatureSpec
-
 from slimserve import sklearn_onnx
+from slimserve.manifest import Feature
+from slimserve.parity import onnx_max_abs_diff, run_onnx
 from slimserve.sklearn_onnx import MAX_PARITY_DIFF
 
 # Run in a fresh interpreter so the figure is what one model costs a serving process, not this one.
@@ -37,12 +34,12 @@ print(json.dumps({"rss_runtime_mb": round(before, 1), "rss_with_session_mb": rou
 """
 
 
-def to_onnx(pipeline: Pipeline, features: tuple[FeatureSpec, ...], name: str) -> Any:
+def to_onnx(pipeline: Pipeline, features: tuple[Feature, ...], name: str) -> Any:
     """The fitted pipeline as ONNX, converted exactly as `slimserve import-mlflow` converts."""
     return sklearn_onnx.to_onnx(pipeline, features, name)
 
 
-def compile_to(path: Path, name: str, model: Pipeline, features: tuple[FeatureSpec, ...], X_check: pd.DataFrame,
+def compile_to(path: Path, name: str, model: Pipeline, features: tuple[Feature, ...], X_check: pd.DataFrame,
                proba: np.ndarray) -> dict[str, Any]:
     """Write model.onnx, prove it matches `model` on X_check and measure its footprint; returns the facts."""
     onnx_model = to_onnx(model, features, name)
@@ -51,24 +48,16 @@ def compile_to(path: Path, name: str, model: Pipeline, features: tuple[FeatureSp
         raise RuntimeError(f"{path}: unexpected ONNX outputs {outputs}")
     path.write_bytes(onnx_model.SerializeToString())
     feed = sklearn_onnx.onnx_feed(X_check, features)
-    checked = parity(path, feed, proba, model.predict(X_check))
-    if checked["max_abs_diff"] >= MAX_PARITY_DIFF:
-        raise RuntimeError(f"{path}: ONNX differs from scikit-learn by {checked['max_abs_diff']:.2e}")
+    diff = onnx_max_abs_diff(path, feed, proba, "probabilities")
+    if diff >= MAX_PARITY_DIFF:
+        raise RuntimeError(f"{path}: ONNX differs from scikit-learn by {diff:.2e}")
+    (label,) = run_onnx(path, feed, ["label"])
+    checked = {"max_abs_diff": diff, "parity_rows": len(proba),
+               "label_agreement": float(np.mean(label.ravel().astype(str) == model.predict(X_check).astype(str)))}
     return {"inputs": [i.name for i in onnx_model.graph.input], "outputs": outputs,
-            "opset": next(o.version for o in onnx_model.opset_import if o.domain in ("", "ai.onnx")),
-            "tool": f"skl2onnx {version('skl2onnx')} (scikit-learn {sklearn.__version__})",
+            "opset": sklearn_onnx.default_opset(onnx_model), "tool": sklearn_onnx.tool(),
             "bytes": path.stat().st_size, **checked,
             "footprint": session_footprint(path, {k: v[:5].tolist() for k, v in feed.items()})}
-
-
-def parity(path: Path, feed: dict[str, np.ndarray], proba: np.ndarray, decided: np.ndarray) -> dict[str, Any]:
-    """Max |Δp| between ONNX Runtime and scikit-learn probabilities, and how often their labels agree."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    label, probabilities = session.run(["label", "probabilities"], feed)
-    return {"max_abs_diff": float(np.abs(probabilities - proba).max()), "parity_rows": len(proba),
-            "label_agreement": float(np.mean(label.ravel().astype(str) == decided.astype(str)))}
 
 
 def session_footprint(path: Path, rows: dict[str, list]) -> dict[str, Any]:

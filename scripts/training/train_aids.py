@@ -14,42 +14,43 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sklearn.linear_model import LogisticRegression
 
-from scripts.training.tabular import SHARED, FeatureSpec, ModelSpec, SimpleBaseline, parse_args, train
+from scripts.training.tabular import SHARED, ModelSpec, SimpleBaseline, parse_args, train
+from slimserve.manifest import Feature
 
 DATA = SHARED / "data" / "aids" / "AIDS_Classification.csv"
 
 
-def flag(name: str, meaning: str) -> FeatureSpec:
+def flag(name: str, meaning: str) -> Feature:
     """A 0/1 column of the trial data."""
-    return FeatureSpec(name, "boolean", f"{meaning} (1 yes, 0 no)")
+    return Feature(name, "boolean", f"{meaning} (1 yes, 0 no)")
 
 
 FEATURES = (
-    FeatureSpec("trt", "integer", "treatment arm: 0 ZDV only, 1 ZDV+ddI, 2 ZDV+zalcitabine, 3 ddI only "
-                "(a code, one-hot encoded inside the model)", minimum=0, maximum=3, nominal=True),
-    FeatureSpec("age", "integer", "age at baseline; the trial enrolled from 12 years (training data: 12–70)",
-                "years", 12, 100),
-    FeatureSpec("wtkg", "number", "weight at baseline (training data: 31–160)", "kg", 20, 250),
+    Feature("trt", "integer", "treatment arm: 0 ZDV only, 1 ZDV+ddI, 2 ZDV+zalcitabine, 3 ddI only "
+            "(a code, one-hot encoded inside the model)", minimum=0, maximum=3),
+    Feature("age", "integer", "age at baseline; the trial enrolled from 12 years (training data: 12–70)",
+            "years", 12, 100),
+    Feature("wtkg", "number", "weight at baseline (training data: 31–160)", "kg", 20, 250),
     flag("hemo", "haemophilia"),
     flag("homo", "homosexual activity"),
     flag("drugs", "history of intravenous drug use"),
-    FeatureSpec("karnof", "integer", "Karnofsky performance score at baseline (training data: 70–100)",
-                minimum=0, maximum=100),
+    Feature("karnof", "integer", "Karnofsky performance score at baseline (training data: 70–100)",
+            minimum=0, maximum=100),
     flag("oprior", "non-ZDV antiretroviral therapy before the trial"),
     flag("z30", "ZDV in the 30 days before the trial"),
-    FeatureSpec("preanti", "integer", "days of antiretroviral therapy before the trial (training data: 0–2851)",
-                "days", 0, 10000),
-    FeatureSpec("race", "boolean", "race as coded in ACTG 175: 0 white, 1 non-white"),
-    FeatureSpec("gender", "boolean", "gender as coded in ACTG 175: 0 female, 1 male"),
-    FeatureSpec("strat", "integer", "antiretroviral history stratum: 1 naive, 2 > 1 and ≤ 52 weeks of prior "
-                "therapy, 3 > 52 weeks", minimum=1, maximum=3),
+    Feature("preanti", "integer", "days of antiretroviral therapy before the trial (training data: 0–2851)",
+            "days", 0, 10000),
+    Feature("race", "boolean", "race as coded in ACTG 175: 0 white, 1 non-white"),
+    Feature("gender", "boolean", "gender as coded in ACTG 175: 0 female, 1 male"),
+    Feature("strat", "integer", "antiretroviral history stratum: 1 naive, 2 > 1 and ≤ 52 weeks of prior "
+            "therapy, 3 > 52 weeks", minimum=1, maximum=3),
     flag("symptom", "symptomatic at baseline"),
-    FeatureSpec("cd40", "integer", "CD4 count at baseline; 0 = not measured (3 training rows have 0 with a "
-                "normal week-20 count; the trial enrolled CD4 200–500) (training data: 0–1199)",
-                "cells/mm³", 0, 2000, zero_means_missing=True),
-    FeatureSpec("cd420", "integer", "CD4 count at week 20 ± 5 (training data: 49–1119)", "cells/mm³", 1, 2000),
-    FeatureSpec("cd80", "integer", "CD8 count at baseline (training data: 40–5011)", "cells/mm³", 1, 10000),
-    FeatureSpec("cd820", "integer", "CD8 count at week 20 ± 5 (training data: 124–6035)", "cells/mm³", 1, 10000),
+    Feature("cd40", "integer", "CD4 count at baseline; 0 = not measured (3 training rows have 0 with a "
+            "normal week-20 count; the trial enrolled CD4 200–500) (training data: 0–1199)",
+            "cells/mm³", 0, 2000, zero_means_missing=True),
+    Feature("cd420", "integer", "CD4 count at week 20 ± 5 (training data: 49–1119)", "cells/mm³", 1, 2000),
+    Feature("cd80", "integer", "CD8 count at baseline (training data: 40–5011)", "cells/mm³", 1, 10000),
+    Feature("cd820", "integer", "CD8 count at week 20 ± 5 (training data: 124–6035)", "cells/mm³", 1, 10000),
 )
 
 SPEC = ModelSpec(
@@ -61,6 +62,7 @@ SPEC = ModelSpec(
     # Logistic regression beat gradient boosting and a random forest in CV here (AUC 0.754 vs 0.725/0.733).
     classifier=lambda seed: LogisticRegression(max_iter=1000),
     scale=True,
+    nominal=frozenset({"trt"}),
     label_names={"0": "censored (no endpoint observed)", "1": "AIDS-defining event or death"},
     positive_label="1",
     threshold_rule="max_f1",  # 24 % positive: at 0.5 the model finds too few of the endpoints

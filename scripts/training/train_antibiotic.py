@@ -24,13 +24,13 @@ from sklearn.tree import DecisionTreeClassifier
 
 from scripts.training.tabular import (
     SHARED,
-    FeatureSpec,
     ModelSpec,
     SimpleBaseline,
     load_table,
     parse_args,
     train,
 )
+from slimserve.manifest import Feature
 
 DATA = SHARED / "data" / "antibiotic" / "camda2025_training_mic_sir.csv"
 
@@ -56,14 +56,14 @@ def spec_for(code: str) -> ModelSpec:
     """The model of one antibiotic."""
     name, species = ANTIBIOTICS[code]
     features = (
-        FeatureSpec("species", "category", f"bacterial species (genus and species) of the isolate; the "
-                    f"{name} model knows {len(species)}", categories=species),
-        FeatureSpec("mic_value", "number", "minimum inhibitory concentration as reported (two-fold dilutions "
-                    "or E-test half steps; training data: 0.008–1024)", "mg/L", 0.001, 4096),
-        FeatureSpec("mic_sign", "category", "qualifier written before the MIC: '' (empty string) = none "
-                    "reported, a plain dilution result; '<', '<=', '=', '>', '>=' as reported. Accepted and "
-                    "validated but it does not change the answer: the training labels were computed from the "
-                    "MIC value alone", categories=SIGNS, ignored=True),
+        Feature("species", "category", f"bacterial species (genus and species) of the isolate; the "
+                f"{name} model knows {len(species)}", categories=list(species)),
+        Feature("mic_value", "number", "minimum inhibitory concentration as reported (two-fold dilutions "
+                "or E-test half steps; training data: 0.008–1024)", "mg/L", 0.001, 4096),
+        Feature("mic_sign", "category", "qualifier written before the MIC: '' (empty string) = none "
+                "reported, a plain dilution result; '<', '<=', '=', '>', '>=' as reported. Accepted and "
+                "validated but it does not change the answer: the training labels were computed from the "
+                "MIC value alone", categories=list(SIGNS)),
     )
     return ModelSpec(
         name=f"modelo_{code}_NM",
@@ -74,6 +74,7 @@ def spec_for(code: str) -> ModelSpec:
         features=features,
         classifier=tree,
         scale=False,
+        ignored=frozenset({"mic_sign"}),
         label_names=LABEL_NAMES,
         simple_baseline=SimpleBaseline("mic_only_tree", "the same tree on mic_value alone (one breakpoint set "
                                        "for every species)", ("mic_value",), tree, scale=False),

@@ -10,22 +10,23 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from sklearn.ensemble import GradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 
-from scripts.training.tabular import SHARED, FeatureSpec, ModelSpec, SimpleBaseline, parse_args, train
+from scripts.training.tabular import SHARED, ModelSpec, SimpleBaseline, parse_args, train
+from slimserve.manifest import Feature
 
 DATA = SHARED / "data" / "diabetes" / "diabetes_prediction_dataset.csv"
 
 FEATURES = (
-    FeatureSpec("gender", "category", "gender as recorded: Female, Male or Other (Other: 18 training rows)",
-                categories=("Female", "Male", "Other")),
-    FeatureSpec("age", "number", "age; fractional below 2 years (training data: 0.08–80, ages above 80 "
-                "were recorded as 80)", "years", 0, 120),
-    FeatureSpec("hypertension", "boolean", "hypertension diagnosed (1 yes, 0 no)"),
-    FeatureSpec("heart_disease", "boolean", "heart disease diagnosed (1 yes, 0 no)"),
-    FeatureSpec("smoking_history", "category", "smoking history as recorded; 'No Info' = unknown",
-                categories=("No Info", "current", "ever", "former", "never", "not current")),
-    FeatureSpec("bmi", "number", "body-mass index (training data: 10.01–95.69)", "kg/m²", 10, 100),
-    FeatureSpec("HbA1c_level", "number", "glycated haemoglobin HbA1c (training data: 3.5–9.0)", "%", 3, 20),
-    FeatureSpec("blood_glucose_level", "number", "blood glucose (training data: 80–300)", "mg/dL", 20, 1000),
+    Feature("gender", "category", "gender as recorded: Female, Male or Other (Other: 18 training rows)",
+            categories=["Female", "Male", "Other"]),
+    Feature("age", "number", "age; fractional below 2 years (training data: 0.08–80, ages above 80 "
+            "were recorded as 80)", "years", 0, 120),
+    Feature("hypertension", "boolean", "hypertension diagnosed (1 yes, 0 no)"),
+    Feature("heart_disease", "boolean", "heart disease diagnosed (1 yes, 0 no)"),
+    Feature("smoking_history", "category", "smoking history as recorded; 'No Info' = unknown",
+            categories=["No Info", "current", "ever", "former", "never", "not current"]),
+    Feature("bmi", "number", "body-mass index (training data: 10.01–95.69)", "kg/m²", 10, 100),
+    Feature("HbA1c_level", "number", "glycated haemoglobin HbA1c (training data: 3.5–9.0)", "%", 3, 20),
+    Feature("blood_glucose_level", "number", "blood glucose (training data: 80–300)", "mg/dL", 20, 1000),
 )
 
 SPEC = ModelSpec(

@@ -9,30 +9,31 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from sklearn.linear_model import LogisticRegression
 
-from scripts.training.tabular import SHARED, FeatureSpec, ModelSpec, SimpleBaseline, parse_args, train
+from scripts.training.tabular import SHARED, ModelSpec, SimpleBaseline, parse_args, train
+from slimserve.manifest import Feature
 
 DATA = SHARED / "data" / "heart_failure" / "heart.csv"
 
 FEATURES = (
-    FeatureSpec("Age", "integer", "age of the patient (training data: 28–77)", "years", 18, 100),
-    FeatureSpec("Sex", "category", "sex of the patient: M male, F female", categories=("F", "M")),
-    FeatureSpec("ChestPainType", "category",
-                "chest pain type: TA typical angina, ATA atypical angina, NAP non-anginal pain, ASY asymptomatic",
-                categories=("ASY", "ATA", "NAP", "TA")),
-    FeatureSpec("RestingBP", "number", "resting systolic blood pressure; 0 = not measured (training data: 80–200)",
-                "mm Hg", 0, 300, zero_means_missing=True),
-    FeatureSpec("Cholesterol", "number", "serum total cholesterol; 0 = not measured, as in 172 of the 918 "
-                "training rows (training data: 85–603)", "mg/dL", 0, 700, zero_means_missing=True),
-    FeatureSpec("FastingBS", "boolean", "fasting blood sugar > 120 mg/dL (1 yes, 0 no)"),
-    FeatureSpec("RestingECG", "category", "resting ECG: Normal, ST ST-T wave abnormality, LVH left ventricular "
-                "hypertrophy (Estes' criteria)", categories=("LVH", "Normal", "ST")),
-    FeatureSpec("MaxHR", "integer", "maximum heart rate achieved in the exercise test (training data: 60–202)",
-                "beats/min", 40, 250),
-    FeatureSpec("ExerciseAngina", "category", "exercise-induced angina: Y yes, N no", categories=("N", "Y")),
-    FeatureSpec("Oldpeak", "number", "ST depression induced by exercise relative to rest; negative = ST "
-                "elevation (training data: −2.6 to 6.2)", "mm", -5, 10),
-    FeatureSpec("ST_Slope", "category", "slope of the peak exercise ST segment: Up, Flat, Down",
-                categories=("Down", "Flat", "Up")),
+    Feature("Age", "integer", "age of the patient (training data: 28–77)", "years", 18, 100),
+    Feature("Sex", "category", "sex of the patient: M male, F female", categories=["F", "M"]),
+    Feature("ChestPainType", "category",
+            "chest pain type: TA typical angina, ATA atypical angina, NAP non-anginal pain, ASY asymptomatic",
+            categories=["ASY", "ATA", "NAP", "TA"]),
+    Feature("RestingBP", "number", "resting systolic blood pressure; 0 = not measured (training data: 80–200)",
+            "mm Hg", 0, 300, zero_means_missing=True),
+    Feature("Cholesterol", "number", "serum total cholesterol; 0 = not measured, as in 172 of the 918 "
+            "training rows (training data: 85–603)", "mg/dL", 0, 700, zero_means_missing=True),
+    Feature("FastingBS", "boolean", "fasting blood sugar > 120 mg/dL (1 yes, 0 no)"),
+    Feature("RestingECG", "category", "resting ECG: Normal, ST ST-T wave abnormality, LVH left ventricular "
+            "hypertrophy (Estes' criteria)", categories=["LVH", "Normal", "ST"]),
+    Feature("MaxHR", "integer", "maximum heart rate achieved in the exercise test (training data: 60–202)",
+            "beats/min", 40, 250),
+    Feature("ExerciseAngina", "category", "exercise-induced angina: Y yes, N no", categories=["N", "Y"]),
+    Feature("Oldpeak", "number", "ST depression induced by exercise relative to rest; negative = ST "
+            "elevation (training data: −2.6 to 6.2)", "mm", -5, 10),
+    Feature("ST_Slope", "category", "slope of the peak exercise ST segment: Up, Flat, Down",
+            categories=["Down", "Flat", "Up"]),
 )
 
 SPEC = ModelSpec(

@@ -41,7 +41,7 @@ from scripts.training.common import (  # noqa: E402
     youden_threshold,
 )
 from slimserve.imaging import ImageLimits, open_image, preprocess  # noqa: E402
-from slimserve.manifest import MANIFEST_NAME, ImageContract, parse_manifest  # noqa: E402
+from slimserve.manifest import Artifact, ImageContract, Manifest, save_manifest  # noqa: E402
 
 LABELS = ("NORMAL", "PNEUMONIA")
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "pneumonia" / "pneumoniamnist.npz"
@@ -249,23 +249,16 @@ def write_outputs(model: keras.Model, data: Data, args: argparse.Namespace, argv
     test = binary_metrics(data.test.y, test_scores, threshold)
 
     size = args.image_size
-    manifest = {
-        "schema_version": 1,
-        "name": "pneumonia",
-        "version": args.version,
-        "task": "image_classification",
-        "description": f"Pediatric chest X-ray: NORMAL vs PNEUMONIA (small CNN trained on "
-                       f"{_data_title(data.name)}, {size}x{size} grayscale)",
-        "labels": list(LABELS),
-        "positive_label": "PNEUMONIA",
-        "threshold": threshold,
-        "activation": "sigmoid",
-        "input": {"height": size, "width": size, "channels": 1, "color": "grayscale",
-                  "crop": "center_square", "resize": "bilinear", "scale": 1 / 255, "offset": 0.0,
-                  "layout": "NHWC", "dtype": "float32"},
-        "source": {"file": h5.name, "sha256": sha256_file(h5)},
-        "compiled": None,
-        "training": {
+    # save_manifest validates as the server will, so a manifest it would refuse fails here, not at serving.
+    save_manifest(Manifest(
+        name="pneumonia", version=args.version, task="image_classification",
+        description=f"Pediatric chest X-ray: NORMAL vs PNEUMONIA (small CNN trained on "
+                    f"{_data_title(data.name)}, {size}x{size} grayscale)",
+        labels=list(LABELS), positive_label="PNEUMONIA", threshold=threshold, activation="sigmoid",
+        input=ImageContract(height=size, width=size, channels=1, color="grayscale", crop="center_square",
+                            resize="bilinear", scale=1 / 255, offset=0.0, layout="NHWC", dtype="float32"),
+        source=Artifact(h5.name, sha256_file(h5)),
+        training={
             "script": "scripts/training/train_pneumonia.py",
             "command": shlex.join(["python", "scripts/training/train_pneumonia.py", *argv]),
             "data": data.name, "data_sha256": data.sha256, "seed": args.seed,
@@ -273,13 +266,12 @@ def write_outputs(model: keras.Model, data: Data, args: argparse.Namespace, argv
             "parameters": int(model.count_params()), "threshold_rule": THRESHOLD_RULE,
             "framework": f"tensorflow {tf.__version__} / keras {keras.__version__}",
         },
-        "metrics": {
+        metrics={
             "test": {key: test[key] for key in ("accuracy", "auc", "sensitivity", "specificity", "n")},
             "val": {key: val[key] for key in ("accuracy", "auc")},
         },
-    }
-    parse_manifest(manifest, out)  # fail here, not in the server, if the schema rejects it
-    write_json(out / MANIFEST_NAME, manifest)
+        folder=out,
+    ))
     metrics = {
         "model": f"pneumonia {args.version}", "labels": list(LABELS), "positive_label": "PNEUMONIA",
         "threshold": threshold, "threshold_rule": THRESHOLD_RULE,

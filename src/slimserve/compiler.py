@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 import os
 import re
 from dataclasses import asdict, replace
@@ -16,14 +15,15 @@ from slimserve.manifest import (
     COLOR_CHANNELS,
     MANIFEST_NAME,
     Artifact,
-    Compiled,
     ImageContract,
     Manifest,
+    compiled_record,
     load_manifest,
     parse_manifest,
     save_manifest,
     sha256_file,
 )
+from slimserve.parity import onnx_max_abs_diff
 
 # Above this the compiled graph is not the model we trained; float32 round-off is around 1e-7.
 MAX_PARITY_DIFF = 1e-4
@@ -54,7 +54,8 @@ def compile_model(h5_path: Path, overrides: dict[str, Any] | None = None, opset:
     onnx_path = h5_path.with_suffix(".onnx")
     partial = onnx_path.with_suffix(".onnx.partial")
     tf2onnx.convert.from_function(forward, input_signature=signature, opset=opset, output_path=str(partial))
-    diff = _parity(model, partial, manifest.input)
+    batch = _parity_batch(manifest.input)
+    diff = onnx_max_abs_diff(partial, batch, np.asarray(model(batch, training=False)))
     if diff > MAX_PARITY_DIFF:
         partial.unlink(missing_ok=True)
         raise ModelConfigError(f"ONNX output differs from TensorFlow by {diff:.2e} (limit {MAX_PARITY_DIFF})")
@@ -63,11 +64,8 @@ def compile_model(h5_path: Path, overrides: dict[str, Any] | None = None, opset:
     manifest = replace(
         manifest,
         source=Artifact(file=h5_path.name, sha256=source_sha),
-        compiled=Compiled(
-            file=onnx_path.name, sha256=sha256_file(onnx_path), source_sha256=source_sha,
-            tool=f"tf2onnx {tf2onnx.__version__} (tensorflow {tf.__version__})", opset=opset,
-            max_abs_diff=float(diff), compiled_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        ),
+        compiled=compiled_record(onnx_path, source_sha256=source_sha, opset=opset, max_abs_diff=diff,
+                                 tool=f"tf2onnx {tf2onnx.__version__} (tensorflow {tf.__version__})"),
     )
     save_manifest(manifest)
     return manifest
@@ -120,14 +118,8 @@ def _default_name(h5_path: Path) -> str:
     return name[:64] or "model"
 
 
-def _parity(model: Any, onnx_path: Path, contract: ImageContract) -> float:
-    """Max |TF − ONNX| over a random batch spanning the model's input range."""
-    import onnxruntime as ort
-
+def _parity_batch(contract: ImageContract) -> np.ndarray:
+    """A random batch spanning the model's input range (every pixel value, scaled as served)."""
     rng = np.random.default_rng(0)
     pixels = rng.integers(0, 256, size=(8, *contract.shape)).astype(np.float32)
-    batch = pixels * np.float32(contract.scale) + np.float32(contract.offset)
-    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    expected = np.asarray(model(batch, training=False))
-    actual = session.run(None, {session.get_inputs()[0].name: batch})[0]
-    return float(np.max(np.abs(expected - actual)))
+    return pixels * np.float32(contract.scale) + np.float32(contract.offset)

@@ -2,67 +2,44 @@
 
 A manifest is `manifest.json` in the model's folder, one model per folder (as MLServer's
 model-settings.json). Training writes it, `slimserve compile` adds the `compiled` section, the server
-reads it. The marshmallow schema below is the single definition of the format.
+reads it. The marshmallow schema below is the single definition of the format: every writer builds a
+`Manifest` and calls `save_manifest`, which validates it as the server will and writes the canonical form
+(optional fields left out when unset).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, post_load, validate, validates_schema
+from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
 
+from slimserve.contracts import (
+    COLOR_CHANNELS,
+    CROPS,
+    FEATURE_TYPES,
+    RESIZE_METHODS,
+    Feature,
+    FeatureSchema,
+    ImageContract,
+    ImageContractSchema,
+    contract_as_dict,
+    without_unset,
+)
 from slimserve.errors import ModelConfigError
 
+# The input contracts are re-exported: `manifest.Feature` is the one feature model of the project.
+__all__ = ["COLOR_CHANNELS", "CROPS", "FEATURE_TYPES", "MANIFEST_NAME", "RESIZE_METHODS", "Artifact", "Compiled",
+           "Feature", "FeatureSchema", "ImageContract", "ImageContractSchema", "Manifest", "ManifestSchema",
+           "compiled_record", "contract_as_dict", "load_manifest", "manifest_path_for", "parse_manifest",
+           "save_manifest", "sha256_file"]
 MANIFEST_NAME = "manifest.json"
 SCHEMA_VERSION = 1
-COLOR_CHANNELS = {"grayscale": 1, "rgb": 3}
-RESIZE_METHODS = ("nearest", "box", "bilinear", "hamming", "bicubic", "lanczos")
-CROPS = ("center_square", "none")
 TASKS = ("image_classification", "tabular_classification")
-FEATURE_TYPES = ("number", "integer", "boolean", "category")
-
-
-@dataclass(frozen=True)
-class ImageContract:
-    """Exactly how an uploaded image becomes the model's input tensor."""
-
-    height: int
-    width: int
-    channels: int = 1
-    color: str = "grayscale"
-    crop: str = "center_square"
-    resize: str = "bilinear"
-    scale: float = 1 / 255
-    offset: float = 0.0
-    layout: str = "NHWC"
-    dtype: str = "float32"
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """The shape of one input, without the batch axis."""
-        if self.layout == "NCHW":
-            return (self.channels, self.height, self.width)
-        return (self.height, self.width, self.channels)
-
-
-@dataclass(frozen=True)
-class Feature:
-    """One input column of a tabular model, exactly as clients must send it."""
-
-    name: str
-    type: str
-    description: str = ""
-    unit: str | None = None
-    minimum: float | None = None
-    maximum: float | None = None
-    categories: list[str] | None = None
-    required: bool = True
-    nullable: bool = False
-    zero_means_missing: bool = False
 
 
 @dataclass(frozen=True)
@@ -124,56 +101,6 @@ class Manifest:
         return ManifestSchema().dump(self)
 
 
-class ImageContractSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    height = fields.Integer(required=True, validate=validate.Range(min=1, max=4096))
-    width = fields.Integer(required=True, validate=validate.Range(min=1, max=4096))
-    channels = fields.Integer(load_default=1, validate=validate.OneOf([1, 3]))
-    color = fields.String(load_default="grayscale", validate=validate.OneOf(list(COLOR_CHANNELS)))
-    crop = fields.String(load_default="center_square", validate=validate.OneOf(CROPS))
-    resize = fields.String(load_default="bilinear", validate=validate.OneOf(RESIZE_METHODS))
-    scale = fields.Float(load_default=1 / 255)
-    offset = fields.Float(load_default=0.0)
-    layout = fields.String(load_default="NHWC", validate=validate.OneOf(["NHWC", "NCHW"]))
-    dtype = fields.String(load_default="float32", validate=validate.OneOf(["float32"]))
-
-    @validates_schema
-    def _channels_match_color(self, data: dict[str, Any], **_: Any) -> None:
-        if COLOR_CHANNELS[data.get("color", "grayscale")] != data.get("channels", 1):
-            raise ValidationError("channels must be 1 for grayscale and 3 for rgb", "channels")
-
-    @post_load
-    def _build(self, data: dict[str, Any], **_: Any) -> ImageContract:
-        return ImageContract(**data)
-
-
-class FeatureSchema(Schema):
-    class Meta:
-        unknown = RAISE
-
-    name = fields.String(required=True, validate=validate.Length(min=1, max=128))
-    type = fields.String(required=True, validate=validate.OneOf(FEATURE_TYPES))
-    description = fields.String(load_default="")
-    unit = fields.String(load_default=None, allow_none=True)
-    minimum = fields.Float(load_default=None, allow_none=True)
-    maximum = fields.Float(load_default=None, allow_none=True)
-    categories = fields.List(fields.String(), load_default=None, allow_none=True)
-    required = fields.Boolean(load_default=True)
-    nullable = fields.Boolean(load_default=False)
-    zero_means_missing = fields.Boolean(load_default=False)
-
-    @validates_schema
-    def _categories_for_categoricals(self, data: dict[str, Any], **_: Any) -> None:
-        if (data["type"] == "category") != bool(data.get("categories")):
-            raise ValidationError("categories are required for, and only for, category features", "categories")
-
-    @post_load
-    def _build(self, data: dict[str, Any], **_: Any) -> Feature:
-        return Feature(**data)
-
-
 class ArtifactSchema(Schema):
     file = fields.String(required=True)
     sha256 = fields.String(required=True, validate=validate.Regexp(r"^[0-9a-f]{64}$"))
@@ -192,6 +119,10 @@ class CompiledSchema(Schema):
     max_abs_diff = fields.Float(load_default=None, allow_none=True)
     compiled_at = fields.String(load_default="")
 
+    @post_dump
+    def _canonical(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        return without_unset(data)
+
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Compiled:
         return Compiled(**data)
@@ -208,10 +139,10 @@ class ManifestSchema(Schema):
     task = fields.String(required=True, validate=validate.OneOf(TASKS))
     description = fields.String(load_default="")
     labels = fields.List(fields.String(), required=True, validate=validate.Length(min=2))
+    label_names = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     positive_label = fields.String(load_default=None, allow_none=True)
     threshold = fields.Float(load_default=0.5, validate=validate.Range(min=0, max=1))
     activation = fields.String(load_default="sigmoid", validate=validate.OneOf(["sigmoid", "softmax"]))
-    label_names = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
     input = fields.Nested(ImageContractSchema, load_default=None, allow_none=True)
     features = fields.List(fields.Nested(FeatureSchema), load_default=None, allow_none=True)
     onnx = fields.Dict(keys=fields.String(), values=fields.String(), load_default=dict)
@@ -235,6 +166,12 @@ class ManifestSchema(Schema):
                 raise ValidationError("a tabular model needs its features", "features")
             if len({f.name for f in features}) != len(features):
                 raise ValidationError("feature names must be unique", "features")
+
+    @post_dump
+    def _canonical(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
+        """The on-disk form: optional fields left out when unset, and no threshold where argmax decides."""
+        binary = data["activation"] == "sigmoid" or (data.get("positive_label") and len(data["labels"]) == 2)
+        return without_unset({k: v for k, v in data.items() if binary or k != "threshold"})
 
     @post_load
     def _build(self, data: dict[str, Any], **_: Any) -> Manifest:
@@ -281,18 +218,23 @@ def load_manifest(path: Path) -> Manifest:
 
 
 def save_manifest(manifest: Manifest) -> Path:
-    """Write the manifest into its folder, pretty-printed and stable for diffs."""
+    """Validate the manifest as the server will, then write it into its folder in the canonical form."""
+    data = manifest.to_dict()
+    parse_manifest(data, manifest.folder)  # refuse here what the server would refuse at load
     target = manifest.folder / MANIFEST_NAME
-    target.write_text(json.dumps(manifest.to_dict(), indent=2) + "\n", encoding="utf-8")
+    target.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
     return target
 
 
+def compiled_record(onnx_path: Path, *, tool: str, opset: int, max_abs_diff: float,
+                    source_sha256: str | None = None) -> Compiled:
+    """The `compiled` section for the ONNX file at `onnx_path`; without a source sha it is its own source."""
+    digest = sha256_file(onnx_path)
+    return Compiled(file=onnx_path.name, sha256=digest, source_sha256=source_sha256 or digest, tool=tool,
+                    opset=opset, max_abs_diff=float(max_abs_diff),
+                    compiled_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"))
+
+
 def _with_folder(manifest: Manifest, folder: Path) -> Manifest:
-    values = {k: getattr(manifest, k) for k in manifest.__dataclass_fields__}
-    values["folder"] = folder
-    return Manifest(**values)
+    return replace(manifest, folder=folder)
 
-
-def contract_as_dict(contract: ImageContract) -> dict[str, Any]:
-    """The image contract as plain data (for /models responses)."""
-    return asdict(contract)

@@ -15,7 +15,8 @@ import numpy as np
 
 from slimserve import sklearn_onnx
 from slimserve.errors import ModelConfigError
-from slimserve.manifest import Feature, Manifest, parse_manifest, save_manifest, sha256_file
+from slimserve.manifest import Artifact, Feature, Manifest, compiled_record, save_manifest
+from slimserve.parity import onnx_max_abs_diff
 
 MLFLOW_TYPES = {"long": "integer", "integer": "integer", "double": "number", "float": "number",
                 "boolean": "boolean", "string": "category"}
@@ -34,25 +35,28 @@ def import_mlflow(model_dir: Path, out: Path, *, trust: bool = False, name: str 
     estimator = _load_estimator(model_dir / flavor["pickled_model"], flavor.get("serialization_format"), trust)
     features = _features(mlmodel, estimator)
     labels = [str(c) for c in estimator.classes_]
-    onnx_bytes, outputs = sklearn_onnx.convert(estimator, features)
-    diff = sklearn_onnx.parity(estimator, onnx_bytes, _parity_frame(model_dir, features), features,
-                               outputs["probabilities_output"])
+    onnx_model = sklearn_onnx.to_onnx(estimator, features)
+    onnx_bytes, outputs = onnx_model.SerializeToString(), sklearn_onnx.output_names(onnx_model)
+    frame = _parity_frame(model_dir, features)
+    diff = onnx_max_abs_diff(onnx_bytes, sklearn_onnx.onnx_feed(frame, features),
+                             estimator.predict_proba(frame[[f.name for f in features]]),
+                             outputs["probabilities_output"])
     if diff > sklearn_onnx.MAX_PARITY_DIFF:
         raise ModelConfigError(f"ONNX differs from the MLflow model by {diff:.2e}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "model.onnx").write_bytes(onnx_bytes)
-    digest = sha256_file(out / "model.onnx")
-    manifest = parse_manifest({
-        "name": name or re.sub(r"[^A-Za-z0-9_.-]+", "-", model_dir.name).strip("-._") or "model",
-        "version": version, "task": "tabular_classification",
-        "description": f"imported from MLflow ({flavor.get('serialization_format', 'pickle')})",
-        "labels": labels, "positive_label": labels[1] if len(labels) == 2 else None, "activation": "softmax",
-        "features": [_feature_dict(f) for f in features], "onnx": outputs,
-        "source": {"file": "model.onnx", "sha256": digest},
-        "compiled": sklearn_onnx.compiled_record(digest, diff),
-        "training": {"imported_from": str(model_dir.name), "mlflow_version": mlmodel.get("mlflow_version"),
-                     "run_id": mlmodel.get("run_id"), "estimator": type(estimator).__name__},
-    }, out.resolve())
+    compiled = compiled_record(out / "model.onnx", tool=sklearn_onnx.tool(),
+                               opset=sklearn_onnx.default_opset(onnx_model), max_abs_diff=diff)
+    manifest = Manifest(
+        name=name or re.sub(r"[^A-Za-z0-9_.-]+", "-", model_dir.name).strip("-._") or "model",
+        version=version, task="tabular_classification",
+        description=f"imported from MLflow ({flavor.get('serialization_format', 'pickle')})",
+        labels=labels, positive_label=labels[1] if len(labels) == 2 else None, activation="softmax",
+        features=features, onnx=outputs, source=Artifact(compiled.file, compiled.sha256), compiled=compiled,
+        training={"imported_from": str(model_dir.name), "mlflow_version": mlmodel.get("mlflow_version"),
+                  "run_id": mlmodel.get("run_id"), "estimator": type(estimator).__name__},
+        folder=out.resolve(),
+    )
     save_manifest(manifest)
     return manifest
 
@@ -126,8 +130,3 @@ def _parity_frame(model_dir: Path, features: list[Feature]) -> Any:
         for f in features
     })
 
-
-def _feature_dict(feature: Feature) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    return {k: v for k, v in asdict(feature).items() if v is not None}

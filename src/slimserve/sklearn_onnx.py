@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,11 +32,10 @@ def to_onnx(estimator: Any, features: Sequence[Any], name: str = "model") -> Any
     return model
 
 
-def convert(estimator: Any, features: Sequence[Any]) -> tuple[bytes, dict[str, str]]:
-    """ONNX bytes of the fitted classifier and the names of its label/probability outputs."""
-    model = to_onnx(estimator, features)
+def output_names(model: Any) -> dict[str, str]:
+    """The manifest's `onnx` section: which graph outputs hold the labels and the probabilities."""
     outputs = [o.name for o in model.graph.output]
-    return model.SerializeToString(), {"label_output": outputs[0], "probabilities_output": outputs[-1]}
+    return {"label_output": outputs[0], "probabilities_output": outputs[-1]}
 
 
 def onnx_feed(frame: Any, features: Sequence[Any]) -> dict[str, np.ndarray]:
@@ -46,22 +44,14 @@ def onnx_feed(frame: Any, features: Sequence[Any]) -> dict[str, np.ndarray]:
             for f in features}
 
 
-def parity(estimator: Any, onnx_bytes: bytes, frame: Any, features: Sequence[Any], output: str) -> float:
-    """Max |Δp| between the estimator's predict_proba and ONNX Runtime over `frame`."""
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
-    actual = session.run([output], onnx_feed(frame, features))[0]
-    expected = estimator.predict_proba(frame[[f.name for f in features]])
-    return float(np.max(np.abs(np.asarray(expected, dtype=np.float64) - actual)))
-
-
-def compiled_record(onnx_sha256: str, diff: float) -> dict[str, Any]:
-    """The manifest's `compiled` section for an ONNX file that is its own source."""
+def tool() -> str:
+    """The converter and library versions, as the manifest's `compiled.tool` records them."""
     import skl2onnx
     import sklearn
 
-    return {"file": "model.onnx", "sha256": onnx_sha256, "source_sha256": onnx_sha256,
-            "tool": f"skl2onnx {skl2onnx.__version__} (scikit-learn {sklearn.__version__})",
-            "opset": TARGET_OPSET, "max_abs_diff": diff,
-            "compiled_at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}
+    return f"skl2onnx {skl2onnx.__version__} (scikit-learn {sklearn.__version__})"
+
+
+def default_opset(model: Any) -> int:
+    """The ONNX (default domain) opset the converted graph declares."""
+    return next(o.version for o in model.opset_import if o.domain in ("", "ai.onnx"))
