@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -29,9 +30,11 @@ class ServerProcess:
         self.port = free_port()
         full_env = {**os.environ, **env, "PORT": str(self.port)}
         gunicorn = Path(sys.executable).with_name("gunicorn")
+        # The log goes to a file, not a pipe: a pipe nobody reads fills up under load and blocks the server.
+        self.log = tempfile.TemporaryFile(mode="w+")
         self.process = subprocess.Popen([str(gunicorn), "-c", "scripts/deploy/gunicorn.conf.py",
                                          "--bind", f"127.0.0.1:{self.port}"], cwd=REPO, env=full_env,
-                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                                        stdout=self.log, stderr=subprocess.STDOUT, text=True)
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -44,11 +47,16 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            out, _ = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        return out or ""
+            self.process.wait()
+        if self.log.closed:
+            return ""
+        self.log.seek(0)
+        text = self.log.read()
+        self.log.close()
+        return text
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:

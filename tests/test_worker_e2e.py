@@ -15,7 +15,9 @@ from tests.server_process import ServerProcess, multipart
 
 pytestmark = pytest.mark.slow
 
-FAST_DEADLINES = {"SLIMSERVE_HEADER_TIMEOUT": "1.5", "SLIMSERVE_IDLE_TIMEOUT": "1", "MODEL_PATH": str(BUNDLED)}
+# Rate limiting off: these tests send more predictions per minute than a client's budget on purpose.
+UNLIMITED = {"MODEL_PATH": str(BUNDLED), "SLIMSERVE_RATE_LIMIT_ENABLED": "false"}
+FAST_DEADLINES = {"SLIMSERVE_HEADER_TIMEOUT": "1.5", "SLIMSERVE_IDLE_TIMEOUT": "1", **UNLIMITED}
 
 
 def sample_upload() -> tuple[bytes, str]:
@@ -133,7 +135,7 @@ def test_ambiguous_framing_is_refused_with_400(server):
 def test_predictions_past_the_in_flight_bound_get_503_with_retry_after_at_once():
     body, content_type = sample_upload()
     request = predict_bytes(body, content_type)
-    env = {"MODEL_PATH": str(BUNDLED), "SLIMSERVE_MAX_INFLIGHT": "1", "GUNICORN_THREADS": "1"}
+    env = {**UNLIMITED, "SLIMSERVE_MAX_INFLIGHT": "1", "GUNICORN_THREADS": "1"}
     with ServerProcess(env) as srv:
         srv.wait_ready()
         socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(16)]
@@ -156,7 +158,7 @@ def test_sigterm_under_load_fails_no_accepted_request():
     request = predict_bytes(body, content_type)
     results: list[int] = []
     refused: list[int] = []
-    with ServerProcess({"MODEL_PATH": str(BUNDLED)}) as srv:
+    with ServerProcess(UNLIMITED) as srv:
         srv.wait_ready()
         stop = threading.Event()
 
