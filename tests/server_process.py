@@ -31,7 +31,7 @@ class ServerProcess:
         full_env = {**os.environ, **env, "PORT": str(self.port)}
         gunicorn = Path(sys.executable).with_name("gunicorn")
         # The log goes to a file, not a pipe: a pipe nobody reads fills up under load and blocks the server.
-        self.log = tempfile.TemporaryFile(mode="w+")
+        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen([str(gunicorn), "-c", "scripts/deploy/gunicorn.conf.py",
                                          "--bind", f"127.0.0.1:{self.port}"], cwd=REPO, env=full_env,
                                         stdout=self.log, stderr=subprocess.STDOUT, text=True)
