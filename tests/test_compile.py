@@ -133,9 +133,18 @@ def test_missing_onnx_is_compiled_in_a_child_process_when_tensorflow_is_installe
     path = legacy_rgb_model(tmp_path / "m")
     assert main(["compile", str(path), *BYO_FLAGS]) == 0
     path.with_suffix(".onnx").unlink()
-    app = create_app({"MODEL_PATH": str(path), "LOAD_ASYNC": False})
+    app = create_app({"MODEL_PATH": str(path), "LOAD_ASYNC": False, "AUTO_COMPILE": True})
     assert path.with_suffix(".onnx").is_file()
     assert app.test_client().get("/ready").status_code == 200
+
+
+def test_by_default_a_missing_onnx_is_refused_with_the_fix_even_with_tensorflow_installed(tmp_path):
+    path = legacy_rgb_model(tmp_path / "m")
+    assert main(["compile", str(path), *BYO_FLAGS]) == 0
+    path.with_suffix(".onnx").unlink()
+    with pytest.raises(ModelConfigError, match="slimserve compile"):
+        create_app({"MODEL_PATH": str(path), "MODEL_REPOSITORY": None, "LOAD_ASYNC": False})
+    assert not path.with_suffix(".onnx").exists()  # the server never rewrites model files on its own
 
 
 def test_tensorflow_and_onnx_runtimes_agree_on_a_batch(byo_model):

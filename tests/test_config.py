@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from slimserve.config import BUNDLED_MODEL, from_env
+from slimserve.config import from_env
+from slimserve.paths import BUNDLED_MODEL
 
 
 def test_defaults_serve_the_bundled_model():

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from slimserve.config import BUNDLED_MODELS
 from slimserve.errors import ModelConfigError
 from slimserve.manifest import Feature, compiled_record, load_manifest, parse_manifest, save_manifest, sha256_file
+from slimserve.paths import BUNDLED_MODELS
 
 VALID = {
     "name": "pneumonia", "version": "1.0.0", "task": "image_classification",

@@ -10,8 +10,8 @@ import onnxruntime as ort
 import pytest
 
 from slimserve import create_app
-from slimserve.config import BUNDLED_MODELS
 from slimserve.manifest import load_manifest
+from slimserve.paths import BUNDLED_MODELS
 from tests.conftest import SHARED, needs_shared
 
 HEART_CSV = SHARED / "data" / "heart_failure" / "heart.csv"

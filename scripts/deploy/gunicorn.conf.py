@@ -9,8 +9,6 @@ import os
 # does no BLAS work worth threading.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-# The package lives in src/; gunicorn puts this folder on its import path for the worker class and the app.
-pythonpath = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src")
 wsgi_app = "scripts.deploy.deploy:app"
 bind = f"0.0.0.0:{os.environ.get('PORT', '8000')}"
 # One worker: a second copy of the model and runtime would double memory for no CPU we have.

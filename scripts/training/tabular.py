@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
 import shlex
 import sys
 import time
@@ -32,17 +31,16 @@ from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
+from scripts.training import tabular_onnx as onnx_tools
+from scripts.training import tabular_report as report
+from slimserve.errors import UnprocessableEntity
+from slimserve.manifest import Artifact, Feature, Manifest, compiled_record, save_manifest
+from slimserve.paths import REPO_ROOT, shared_root
+from slimserve.tabular import build_table_schema
 
-from scripts.training import tabular_onnx as onnx_tools  # noqa: E402
-from scripts.training import tabular_report as report  # noqa: E402
-from slimserve.errors import UnprocessableEntity  # noqa: E402
-from slimserve.manifest import Artifact, Feature, Manifest, compiled_record, save_manifest  # noqa: E402
-from slimserve.tabular import build_table_schema  # noqa: E402
+REPO = REPO_ROOT
 
-SHARED = Path(os.environ.get("SLIMSERVE_SHARED", REPO.parent / "shared"))
+SHARED = shared_root()
 FOLDS = 5
 
 
@@ -245,5 +243,6 @@ def parse_args(default_data: Path, argv: list[str] | None = None) -> argparse.Na
     args = parser.parse_args(argv)
     script = Path(sys.argv[0]).resolve()
     args.script = str(script.relative_to(REPO)) if script.is_relative_to(REPO) else script.name
-    args.command = shlex.join(["python", args.script, *(sys.argv[1:] if argv is None else argv)])
+    module = args.script.removesuffix(".py").replace("/", ".")
+    args.command = shlex.join(["python", "-m", module, *(sys.argv[1:] if argv is None else argv)])
     return args

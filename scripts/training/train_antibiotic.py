@@ -12,14 +12,10 @@ breakpoints the data implies.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from sklearn.tree import DecisionTreeClassifier
 
 from scripts.training.tabular import (

@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-
 from sklearn.linear_model import LogisticRegression
 
 from scripts.training.tabular import SHARED, ModelSpec, SimpleBaseline, parse_args, train

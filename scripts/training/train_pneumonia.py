@@ -3,7 +3,7 @@
 Fits on the train split, selects the epoch and the decision threshold on the val split, and evaluates the
 test split once, at the end. Writes model.h5, manifest.json, metrics.json and three plots into --out.
 
-    PYTHONPATH=src .venv/bin/python scripts/training/train_pneumonia.py --seed 0
+    .venv/bin/python -m scripts.training.train_pneumonia --seed 0
 """
 
 from __future__ import annotations
@@ -21,16 +21,13 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[2]
-if __package__ in (None, ""):  # run as a file: make `scripts.training` and `slimserve` importable
-    sys.path[:0] = [str(REPO), str(REPO / "src")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras  # noqa: E402
-import tensorflow as tf  # noqa: E402
-from keras import layers  # noqa: E402
+import keras
+import tensorflow as tf
+from keras import layers
 
-from scripts.training.common import (  # noqa: E402
+from scripts.training.common import (
     THRESHOLD_RULE,
     binary_metrics,
     plot_confusion,
@@ -40,11 +37,14 @@ from scripts.training.common import (  # noqa: E402
     write_json,
     youden_threshold,
 )
-from slimserve.imaging import ImageLimits, open_image, preprocess  # noqa: E402
-from slimserve.manifest import Artifact, ImageContract, Manifest, save_manifest  # noqa: E402
+from slimserve.imaging import ImageLimits, open_image, preprocess
+from slimserve.manifest import Artifact, ImageContract, Manifest, save_manifest
+from slimserve.paths import REPO_ROOT, shared_data
+
+REPO = REPO_ROOT
 
 LABELS = ("NORMAL", "PNEUMONIA")
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "pneumonia" / "pneumoniamnist.npz"
+DEFAULT_DATA = shared_data("pneumonia", "pneumoniamnist.npz")
 IMAGE_SUFFIXES = {".jpeg", ".jpg", ".png"}
 # Published results on the same official test split, for comparison (MedMNIST v2, Yang et al. 2023).
 ANCHORS = [

@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-BUNDLED_MODELS = REPO_ROOT / "artifacts" / "models"
-BUNDLED_MODEL = BUNDLED_MODELS / "pneumonia" / "1.0.0" / "model.h5"
+from slimserve.paths import BUNDLED_MODEL, BUNDLED_MODELS
+
 # The decode budget. The container has 256 MB; gunicorn's master plus one worker with every model loaded
 # take ~122 MB RSS (../shared/FACTS.md); a 10 MB upload is held twice (werkzeug's part and our bytes).
 # That leaves ~114 MB, of which 80 MB may go to the one decode at a time (imaging.decode_slot) and the
@@ -38,7 +36,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MIN_IMAGE_SIDE": ("SLIMSERVE_MIN_IMAGE_SIDE", int, None),
     "READY_WAIT_SECONDS": ("SLIMSERVE_READY_WAIT_SECONDS", float, 30.0),
     "LOAD_ASYNC": ("SLIMSERVE_LOAD_ASYNC", "bool", True),
-    "AUTO_COMPILE": ("SLIMSERVE_AUTO_COMPILE", "bool", True),
+    # Off: a server that rewrites model files at start-up surprises; compile with `slimserve compile` instead.
+    "AUTO_COMPILE": ("SLIMSERVE_AUTO_COMPILE", "bool", False),
     "INTRA_OP_THREADS": ("SLIMSERVE_INTRA_OP_THREADS", int, 1),
     # The buffering worker (slimserve.worker): read deadlines, the prediction lane, the body budget.
     "MAX_INFLIGHT": ("SLIMSERVE_MAX_INFLIGHT", int, 4),

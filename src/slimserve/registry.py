@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-import os
 import subprocess
 import sys
 import threading
@@ -144,7 +143,7 @@ def verify_artifacts(manifest: Manifest, runtime: str, auto_compile: bool) -> Ma
             raise ModelConfigError(
                 f"{source.name} has no compiled ONNX model and cannot be compiled here ({why}): "
                 f"run `python -m slimserve compile {source}` with the training requirements "
-                "(make test installs them), or build the Docker image, which compiles every bundled model"
+                "(make test installs them), then commit or mount the folder it writes"
             )
         compile_in_child(source)
         return verify_artifacts(load_manifest(source), runtime, auto_compile=False)
@@ -168,10 +167,8 @@ def tensorflow_available() -> bool:
 def compile_in_child(source: Path) -> None:
     """Compile a `.h5` in a separate process so the server process never imports TensorFlow."""
     log.warning("compiling %s to ONNX (TensorFlow found; this takes a while)", source.name)
-    package_root = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))}
     done = subprocess.run([sys.executable, "-m", "slimserve", "compile", str(source)],
-                          capture_output=True, text=True, check=False, env=env)
+                          capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise ModelConfigError(f"compiling {source.name} failed: {done.stderr.strip()[-2000:]}")
 

@@ -6,7 +6,7 @@ import fnmatch
 import json
 import re
 
-from slimserve.config import BUNDLED_MODEL, REPO_ROOT
+from slimserve.paths import BUNDLED_MODEL, REPO_ROOT
 from tests.infra.tools import REPO, run, tool
 
 Stage = list[tuple[str, str]]  # (INSTRUCTION, arguments) in order

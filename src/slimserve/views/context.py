@@ -7,7 +7,7 @@ import subprocess
 
 from flask import current_app
 
-from slimserve.config import REPO_ROOT
+from slimserve.paths import REPO_ROOT
 from slimserve.registry import ModelEntry, ModelRegistry
 from slimserve.service import PredictionService
 
