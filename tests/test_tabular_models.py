@@ -83,6 +83,19 @@ def test_heart_failure_answers_every_mlflow_format_identically(client, heart_row
     assert body["predictions"] == [int(p >= 0.5) for p in expected[:, 1]]
 
 
+@pytest.mark.parametrize("fmt", ["dataframe_split", "dataframe_records", "instances", "inputs-records",
+                                 "inputs-columns", "csv"])
+def test_every_mlflow_format_keeps_the_row_order(client, heart_rows, fmt):
+    expected = reference_probabilities(heart_rows)[:, 1]
+    assert len(set(np.round(expected, 6))) == len(heart_rows)  # distinct rows: a reordering would show
+    for rows, want in ((heart_rows, expected), (heart_rows[::-1], expected[::-1])):
+        kind, payload = payloads(rows)[fmt]
+        response = (client.post("/invocations?probabilities=true", json=payload) if kind == "json" else
+                    client.post("/invocations?probabilities=true", data=payload, content_type="text/csv"))
+        served = np.array([p["1"] for p in response.get_json()["probabilities"]])
+        assert np.max(np.abs(served - want)) < 1e-5
+
+
 def test_heart_failure_matches_the_labels_of_most_real_rows(client, heart_rows):
     needs_shared(HEART_CSV)
     with open(HEART_CSV, newline="") as handle:
