@@ -33,6 +33,21 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MIN_BODY_RATE": ("SLIMSERVE_MIN_BODY_RATE", int, 50_000),
     "BODY_BUDGET": ("SLIMSERVE_BODY_BUDGET", int, 24 * 1024 * 1024),
     "MAX_HEADER_BYTES": ("SLIMSERVE_MAX_HEADER_BYTES", int, 64 * 1024),
+    # Access control (slimserve.auth) and the audit trail (slimserve.audit); see the README's Security section.
+    "AUTH": ("SLIMSERVE_AUTH", str, "auto"),  # auto: on when keys or an issuer are configured; required: always
+    "API_KEYS": ("SLIMSERVE_API_KEYS", str, ""),
+    "MODEL_ACCESS": ("SLIMSERVE_MODEL_ACCESS", str, ""),  # per-model overrides: "heart_failure=mfa,aids=key"
+    "OIDC_ISSUER": ("SLIMSERVE_OIDC_ISSUER", str, None),
+    "OIDC_AUDIENCE": ("SLIMSERVE_OIDC_AUDIENCE", str, None),
+    "OIDC_JWKS_URL": ("SLIMSERVE_OIDC_JWKS_URL", str, None),
+    "OIDC_ALGORITHMS": ("SLIMSERVE_OIDC_ALGORITHMS", str, "RS256,ES256"),
+    "OIDC_MODELS_CLAIM": ("SLIMSERVE_OIDC_MODELS_CLAIM", str, "slimserve_models"),
+    "AUDIT_KEY": ("SLIMSERVE_AUDIT_KEY", str, None),
+    "AUDIT_SINK": ("SLIMSERVE_AUDIT_SINK", str, "auto"),  # auto: postgres with DATABASE_URL, else stdout; off
+    "AUDIT_QUEUE": ("SLIMSERVE_AUDIT_QUEUE", int, 10_000),
+    "DATABASE_URL": ("DATABASE_URL", str, None),
+    "TRUSTED_PROXY": ("SLIMSERVE_TRUSTED_PROXY", "bool", False),
+    "CORS_ORIGINS": ("SLIMSERVE_CORS_ORIGINS", str, ""),
     "GIT_COMMIT": ("GIT_COMMIT", str, None),
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
 }
@@ -67,3 +82,11 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         else:
             config[key] = default if raw is None or raw == "" else _parse(variable, raw, parser)
     return config
+
+
+def auth_enabled(config: Mapping[str, Any]) -> bool:
+    """Whether access control is on: forced by SLIMSERVE_AUTH=required, or any key or issuer configured."""
+    mode = (config.get("AUTH") or "auto").strip().lower()
+    if mode not in ("auto", "required"):
+        raise ValueError("SLIMSERVE_AUTH must be auto or required")
+    return mode == "required" or bool((config.get("API_KEYS") or "").strip() or config.get("OIDC_ISSUER"))
