@@ -85,8 +85,9 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
 
 
 def auth_enabled(config: Mapping[str, Any]) -> bool:
-    """Whether access control is on: forced by SLIMSERVE_AUTH=required, or any key or issuer configured."""
+    """Whether access control is on: SLIMSERVE_AUTH=required, or any key, issuer or model policy configured."""
     mode = (config.get("AUTH") or "auto").strip().lower()
     if mode not in ("auto", "required"):
         raise ValueError("SLIMSERVE_AUTH must be auto or required")
-    return mode == "required" or bool((config.get("API_KEYS") or "").strip() or config.get("OIDC_ISSUER"))
+    configured = (config.get("API_KEYS") or "").strip() or (config.get("MODEL_ACCESS") or "").strip()
+    return mode == "required" or bool(configured or config.get("OIDC_ISSUER"))
