@@ -115,12 +115,12 @@ class BackgroundWriter:
 
     def close(self) -> None:
         """On exit: give the sink a few seconds, then write whatever is still held to stdout."""
-        if self.thread is None:
+        if self.thread is None or self.stopping.is_set():
             return
         self.flush(SHUTDOWN_SECONDS)
         self.stopping.set()
         self.thread.join(SHUTDOWN_SECONDS)
-        left = list(self.pending)  # a write still hanging may land too: record_id makes the copy findable
+        left, self.pending = list(self.pending), []  # a write still hanging may land too: record_id marks it
         while True:
             try:
                 left.append(self.queue.get_nowait())
