@@ -124,3 +124,18 @@ def test_refusal_happens_before_the_body_is_parsed(client):
 def test_version_says_auth_is_on(client):
     """/version reports that access control is enforced."""
     assert client.get("/version").get_json()["auth"] == "on"
+
+
+def test_openapi_declares_security_per_route(client):
+    """The document names the schemes and each prediction route's requirement, and stays valid OpenAPI."""
+    from openapi_spec_validator import validate
+
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)
+    assert set(spec["components"]["securitySchemes"]) == {"ApiKey", "Bearer"}
+    paths = spec["paths"]
+    assert paths["/predict"]["post"]["security"] == []  # the default model, pneumonia, is public
+    assert paths["/models/aids/predict"]["post"]["security"] == [{"ApiKey": []}, {"Bearer": []}]
+    assert paths[f"/models/{MFA_MODEL}/invocations"]["post"]["security"] == [{"Bearer": []}]
+    assert {"401", "403"} <= set(paths["/models/aids/invocations"]["post"]["responses"])
+    assert {} in paths["/models/{name}/predict"]["post"]["security"]

@@ -30,6 +30,8 @@ def document_security(spec: dict[str, Any], guard, default_model: str) -> None:
             policy = policies.get(default_model, KEY)
         elif path in GENERIC:
             post["security"] = [{}, *ANY]  # depends on the model named in the path
+            for status in ("401", "403"):
+                post.setdefault("responses", {}).setdefault(status, {"$ref": "#/components/responses/Error"})
             post["description"] = (post.get("description", "") + " Credentials depend on the model: " + ", ".join(
                 f"{m}: {p}" for m, p in sorted(policies.items()))).strip()
             continue
