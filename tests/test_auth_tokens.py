@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import jwt
 import pytest
 
@@ -101,3 +103,19 @@ def test_second_factor_from_amr(amr, mfa):
     """RFC 8176: `mfa`, or two distinct methods."""
     assert has_second_factor(amr) is mfa
 
+
+
+def test_a_verified_token_is_cached_but_never_past_its_expiry(issuer, verifier, monkeypatch):
+    """The second use of a token skips the signature check; once expired it is checked again (and refused)."""
+    verifier.leeway = 0
+    token = issuer.token(expires_in=2)
+    verifier.verify(token)
+    calls = []
+    original = verifier._verify
+    monkeypatch.setattr(verifier, "_verify", lambda t: calls.append(t) or original(t))
+    verifier.verify(token)
+    assert calls == []
+    time.sleep(2.2)
+    with pytest.raises(InvalidToken):
+        verifier.verify(token)
+    assert len(calls) == 1
