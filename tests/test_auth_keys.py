@@ -81,3 +81,12 @@ def test_a_refused_key_is_not_echoed_or_logged(tmp_path, fake_runtimes, caplog):
     assert response.status_code == 401
     assert wrong not in response.get_data(as_text=True) and wrong not in str(response.headers)
     assert wrong[4:] not in caplog.text
+
+
+def test_the_optional_extras_are_pinned_alike_in_both_files():
+    """requirements-auth.txt and requirements-dev.txt carry the same pins for the auth extras."""
+    def pins(name: str) -> set[str]:
+        return {line.strip() for line in (REPO / name).read_text().splitlines()
+                if line.strip().startswith(("pyjwt", "cryptography", "psycopg"))}
+
+    assert pins("requirements-auth.txt") == pins("requirements-dev.txt") and len(pins("requirements-dev.txt")) == 3

@@ -24,7 +24,10 @@ def build_sink(config):
     if choice == "postgres" or (choice == "auto" and config.get("DATABASE_URL")):
         if not config.get("DATABASE_URL"):
             raise ValueError("SLIMSERVE_AUDIT_SINK=postgres needs DATABASE_URL")
-        from slimserve.audit.postgres import PostgresSink
+        try:
+            from slimserve.audit.postgres import PostgresSink
+        except ImportError:
+            raise ValueError("DATABASE_URL needs psycopg: pip install -r requirements-auth.txt") from None
 
         return BackgroundWriter(PostgresSink(config["DATABASE_URL"]), capacity=config.get("AUDIT_QUEUE", 10_000))
     return StdoutSink()

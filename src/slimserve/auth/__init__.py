@@ -76,7 +76,10 @@ def build_guard(config, models: dict[str, bool]) -> Guard:
     policies = resolve(models, parse_overrides(config.get("MODEL_ACCESS") or ""))
     tokens = None
     if config.get("OIDC_ISSUER"):
-        from slimserve.auth.tokens import JwksCache, TokenVerifier
+        try:
+            from slimserve.auth.tokens import JwksCache, TokenVerifier
+        except ImportError:
+            raise ValueError("SLIMSERVE_OIDC_ISSUER needs PyJWT: pip install -r requirements-auth.txt") from None
 
         issuer, jwks_url = config["OIDC_ISSUER"], config.get("OIDC_JWKS_URL")
         if not jwks_url:  # IdPs put it in different places (Keycloak, Entra ID, Auth0): no guessing
