@@ -65,11 +65,12 @@ def test_cors_is_off_unless_configured(make_client):
 
 def test_cors_allows_only_the_configured_origin_and_preflight_is_not_refused(make_client):
     """A configured origin gets CORS headers (preflight included, even on guarded routes); others do not."""
-    client = make_client(CORS_ORIGINS="https://ehr.hospital.example", AUTH="required")
+    client = make_client(CORS_ORIGINS="https://ehr.hospital.example", MODEL_ACCESS="*=key")  # /predict guarded
     ok = client.options("/predict", headers={"Origin": "https://ehr.hospital.example",
                                              "Access-Control-Request-Method": "POST"})
     assert ok.status_code == 200
     assert ok.headers["Access-Control-Allow-Origin"] == "https://ehr.hospital.example"
     assert "X-API-Key" in ok.headers["Access-Control-Allow-Headers"]
+    assert client.post("/predict", headers={"Origin": "https://ehr.hospital.example"}).status_code == 401
     other = client.get("/version", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
