@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -32,6 +33,12 @@ class ServerProcess:
         self.process = subprocess.Popen([str(gunicorn), "-c", "scripts/deploy/gunicorn.conf.py",
                                          "--bind", f"127.0.0.1:{self.port}"], cwd=REPO, env=full_env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Drain the log as it is written: an unread pipe fills at 64 KB and then blocks the server's writes
+        # (access log, audit records), stalling requests the way no real log collector would.
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")),
+                                       daemon=True)
+        self.reader.start()
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -44,11 +51,14 @@ class ServerProcess:
         if self.process.poll() is None:
             self.process.terminate()
         try:
-            out, _ = self.process.communicate(timeout=30)
+            self.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             self.process.kill()
-            out, _ = self.process.communicate()
-        return out or ""
+            self.process.wait()
+        self.reader.join(timeout=10)
+        if not self.reader.is_alive():
+            self.process.stdout.close()
+        return "".join(self.lines)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:
