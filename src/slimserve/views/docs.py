@@ -23,7 +23,7 @@ def openapi():
         cached = current_app.extensions["slimserve.openapi"] = build_spec(manifests)
         guard = current_app.extensions.get("slimserve.auth")
         if guard is not None:  # access control on: declare who may call which route
-            from slimserve.auth.openapi import document_security
+            from slimserve.auth.policy import document_security
 
             document_security(cached, guard, registry().default_name)
     return jsonify(cached)

@@ -1,15 +1,19 @@
-"""Security headers on every response; HSTS only via a trusted proxy; CORS only for configured origins."""
+"""HTTP security: headers on every response, HSTS only via a trusted proxy, CORS only for configured origins,
+and log hygiene (the file name travels in a header; the access log omits query strings)."""
 
 from __future__ import annotations
 
 import base64
 import hashlib
 import re
+import runpy
 
 import pytest
 
 from slimserve import create_app
 from slimserve.headers import API_CSP
+from tests.auth_support import REPO
+from tests.conftest import image_bytes
 
 
 @pytest.fixture
@@ -74,3 +78,23 @@ def test_cors_allows_only_the_configured_origin_and_preflight_is_not_refused(mak
     assert client.post("/predict", headers={"Origin": "https://ehr.hospital.example"}).status_code == 401
     other = client.get("/version", headers={"Origin": "https://evil.example"})
     assert "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_raw_body_file_name_comes_from_x_filename(client):
+    """X-Filename names a raw upload, so clients need not put the name in the URL."""
+    response = client.post("/predict", data=image_bytes(), content_type="image/jpeg",
+                           headers={"X-Filename": "scan.jpeg"})
+    assert response.get_json()["filename"] == "scan.jpeg"
+
+
+def test_query_file_name_still_works_for_old_clients(client):
+    """?filename= is still read (it is never logged: see the access log format)."""
+    response = client.post("/predict?filename=old.jpeg", data=image_bytes(), content_type="image/jpeg")
+    assert response.get_json()["filename"] == "old.jpeg"
+
+
+def test_access_log_format_has_the_path_without_query_and_the_request_id():
+    """gunicorn logs %(U)s (path only), never %(r)s (request line) or %(q)s (query), nor referer/agent."""
+    fmt = runpy.run_path(str(REPO / "scripts" / "deploy" / "gunicorn.conf.py"))["access_log_format"]
+    assert "%(m)s %(U)s" in fmt and "%({x-request-id}o)s" in fmt and "%(s)s" in fmt and "%(B)s" in fmt
+    assert not any(part in fmt for part in ("%(r)s", "%(q)s", "%(f)s", "%(a)s"))
