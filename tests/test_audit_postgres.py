@@ -12,8 +12,9 @@ import pytest
 
 from slimserve import create_app
 from tests.auth_support import REPO
-from tests.conftest import image_bytes, write_fake_model
+from tests.conftest import BUNDLED, image_bytes, write_fake_model
 from tests.infra_postgres import PostgresCluster, postgres_bin
+from tests.server_process import ServerProcess
 
 AUDIT_KEY = "pg-audit-key-abcdef"
 
@@ -95,3 +96,63 @@ def test_cli_lists_a_patients_records_from_postgres(app, cluster):
     done = subprocess.run([sys.executable, "-m", "slimserve", "audit", "--patient-id", "Q-1", "--model",
                            "pneumonia"], capture_output=True, text=True, env=env, check=True)
     assert sorted(r["request_id"] for r in json.loads(done.stdout)) == ["cli-0", "cli-2"]
+
+
+def served_ids(server: ServerProcess, prefix: str, count: int, pause: float = 0.0) -> list[str]:
+    """`count` public predictions through real gunicorn, each with its own request id; all must be 200."""
+    ids = []
+    for i in range(count):
+        ids.append(f"{prefix}-{i}")
+        status, _, _ = server.request("POST", "/predict", image_bytes(), {
+            "Content-Type": "image/jpeg", "X-Request-ID": ids[-1], "X-Patient-ID": "E2E-1"})
+        assert status == 200
+        time.sleep(pause)
+    return ids
+
+
+def wait_stored(url: str, ids: list[str], timeout: float = 30) -> set[str]:
+    """Poll the table until every id is there (or the timeout passes); the ids found."""
+    deadline = time.monotonic() + timeout
+    found: set[str] = set()
+    while time.monotonic() < deadline and found != set(ids):
+        found = set(stored(url, ids))
+        time.sleep(0.2)
+    return found
+
+
+@pytest.mark.slow
+def test_gunicorn_keeps_every_record_through_a_ten_second_outage(cluster):
+    """Under real gunicorn, requests before, during and after a 10 s outage are all in the table afterwards."""
+    env = {"MODEL_PATH": str(BUNDLED), "DATABASE_URL": cluster.url, "SLIMSERVE_AUDIT_KEY": AUDIT_KEY}
+    with ServerProcess(env) as server:
+        server.wait_ready()
+        ids = served_ids(server, "gu-before", 10)
+        cluster.stop()
+        try:
+            started = time.monotonic()
+            while time.monotonic() - started < 10:
+                ids += served_ids(server, f"gu-during-{len(ids)}", 1, pause=0.1)
+        finally:
+            cluster.start()
+        ids += served_ids(server, "gu-after", 10)
+        found = wait_stored(cluster.url, ids)
+        log = server.stop()
+    assert found == set(ids), f"{len(set(ids) - found)} records missing"
+    assert "audit sink postgresql unavailable" in log and "is back" in log
+
+
+@pytest.mark.slow
+def test_records_pending_at_shutdown_go_to_stdout(cluster):
+    """SIGTERM while the database is down: the worker writes the records it still holds to its log."""
+    env = {"MODEL_PATH": str(BUNDLED), "DATABASE_URL": cluster.url, "SLIMSERVE_AUDIT_KEY": AUDIT_KEY}
+    with ServerProcess(env) as server:
+        server.wait_ready()
+        cluster.stop()
+        try:
+            ids = served_ids(server, "pending", 5)
+            log = server.stop()
+        finally:
+            cluster.start()
+    diverted = {json.loads(x[x.index("{"):])["request_id"] for x in log.splitlines()
+                if '"type":"slimserve.audit"' in x}
+    assert diverted == set(ids)
