@@ -153,3 +153,21 @@ def test_cli_lists_a_patients_records_from_a_log_file(app, capsys, tmp_path):
     refused = subprocess.run([sys.executable, "-m", "slimserve", "audit", "--patient-id", "A-1", "--file",
                               str(log)], capture_output=True, text=True, env={"PYTHONPATH": str(REPO / "src")})
     assert refused.returncode == 1 and "SLIMSERVE_AUDIT_KEY" in refused.stderr
+
+
+def test_the_worker_loop_recorder_audits_prediction_paths_only(app, capsys):
+    """Answers the event loop gives itself (shed, timed out) are recorded for prediction routes, nothing else."""
+    record = app.extensions["slimserve.audit_loop"]
+    record("POST", "/predict", 503, "loop-1")
+    record("POST", "/models/heart/invocations", 503, "loop-2")
+    record("POST", "/models/nosuch/predict", 408, "loop-3")
+    record("GET", "/predict", 405, "loop-4")
+    record("POST", "/health", 503, "loop-5")
+    record("", "", 400, "loop-6")
+    records = audit_lines(capsys.readouterr().out)
+    assert [(r["request_id"], r["model"], r["route"], r["status"], r["outcome"]) for r in records] == [
+        ("loop-1", "pneumonia", "/predict", 503, "refused"),
+        ("loop-2", "heart", "/models/<name>/invocations", 503, "refused"),
+        ("loop-3", None, "/models/<name>/predict", 408, "refused"),
+    ]
+    assert all(r["latency_ms"] is None and r["principal"] is None for r in records)

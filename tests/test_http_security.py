@@ -98,3 +98,10 @@ def test_access_log_format_has_the_path_without_query_and_the_request_id():
     fmt = runpy.run_path(str(REPO / "scripts" / "deploy" / "gunicorn.conf.py"))["access_log_format"]
     assert "%(m)s %(U)s" in fmt and "%({x-request-id}o)s" in fmt and "%(s)s" in fmt and "%(B)s" in fmt
     assert not any(part in fmt for part in ("%(r)s", "%(q)s", "%(f)s", "%(a)s"))
+
+
+def test_the_worker_loop_sends_the_same_csp_as_the_app():
+    """The event loop's own answers carry the app's API CSP (one policy, two writers)."""
+    from slimserve.wire import LOOP_CSP
+
+    assert LOOP_CSP == API_CSP

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import socket
 import uuid
 
 import pytest
@@ -105,3 +106,28 @@ def test_no_marker_leaks_and_every_prediction_is_audited():
     assert {r["principal"] for r in audit} >= {f"key:{key[4:16]}", "sub:clinician-42"}
     access = [x for x in log.splitlines() if '"POST /' in x]
     assert len(access) == len(requests) and all("?" not in x for x in access)
+
+
+def test_predictions_shed_by_the_worker_are_audited_too():
+    """Past the in-flight bound the event loop answers 503 itself; each of those answers has a record."""
+    body, content_type = multipart("file", "x.jpeg", image_bytes())
+    request = (f"POST /predict HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: {content_type}\r\n"
+               f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+    env = {"MODEL_REPOSITORY": "", "SLIMSERVE_MAX_INFLIGHT": "1", "GUNICORN_THREADS": "1"}
+    with ServerProcess(env) as server:
+        server.wait_ready()
+        socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(16)]
+        for sock in socks:  # all sent before any is answered: at most one can be in flight
+            sock.sendall(request)
+        answers = []
+        for sock in socks:
+            with sock:
+                answers.append(b"".join(iter(lambda s=sock: s.recv(65536), b"")))
+        probe = send(server.port, "GET", "/health")[1].decode()  # answered by the loop as well
+        log = server.stop()
+    ids = {json.loads(a.split(b"\r\n\r\n", 1)[1])["request_id"]: int(a.split(b" ", 2)[1]) for a in answers}
+    assert 503 in ids.values() and 200 in ids.values()
+    audit = {r["request_id"]: r["status"] for r in map(json.loads, (x[x.index("{"):] for x in log.splitlines()
+                                                                    if '"type":"slimserve.audit"' in x))}
+    assert audit == ids
+    assert "Referrer-Policy: no-referrer" in probe and "frame-ancestors 'none'" in probe

@@ -190,6 +190,9 @@ class Conn:
         return "slow_body" if now - self.opened > allowed else None
 
 
+LOOP_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"  # = slimserve.headers.API_CSP
+
+
 def error_bytes(status: int, code: str, request_id: str, retry_after: int | None = None) -> bytes:
     """A whole HTTP response in slimserve's error shape, for answers the event loop gives itself."""
     body = orjson.dumps({"error": {"code": code, "message": MESSAGES.get(code, code)}, "request_id": request_id})
@@ -202,7 +205,9 @@ def response_bytes(status: int, body: bytes, request_id: str, retry_after: int |
     head = [f"HTTP/1.1 {status} {REASONS.get(status, 'OK' if status < 300 else 'Error')}",
             "Content-Type: application/json", f"Content-Length: {len(body)}",
             f"Connection: {'close' if close else 'keep-alive'}",
-            f"X-Request-ID: {request_id}", "Cache-Control: no-store", "X-Content-Type-Options: nosniff"]
+            f"X-Request-ID: {request_id}", "Cache-Control: no-store", "X-Content-Type-Options: nosniff",
+            # The security headers the app adds to its own answers (slimserve.headers), for the loop's answers too.
+            "Referrer-Policy: no-referrer", "X-Frame-Options: DENY", f"Content-Security-Policy: {LOOP_CSP}"]
     if retry_after is not None:
         head.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body

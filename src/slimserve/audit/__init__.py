@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from flask import Flask, g, request
@@ -33,6 +34,39 @@ def build_sink(config):
     return StdoutSink()
 
 
+PREDICTION_PATH = re.compile(r"^/(?:models/([A-Za-z0-9][A-Za-z0-9_.-]{0,63})/)?(predict|invocations)$")
+
+
+def loop_recorder(app: Flask, sink):
+    """For the buffering worker: record a prediction request its event loop answered itself (shed with 503,
+    timed out, malformed), which the app never sees. Called in the loop, so it only builds and queues."""
+    registry = app.extensions["slimserve.registry"]
+
+    def record(method: str, path: str, status: int, request_id: str) -> None:
+        match = PREDICTION_PATH.match(path)
+        if method != "POST" or match is None:
+            return
+        entry = registry.entries.get(match.group(1) or registry.default_name)
+        route = f"/models/<name>/{match.group(2)}" if match.group(1) else path
+        try:
+            submit(sink, build_record(
+                request_id=request_id, principal=None, model=entry.manifest.name if entry else None,
+                model_version=entry.manifest.version if entry else None, route=route, status=status,
+                latency_ms=None, input_sha256=None, patient=None))
+        except Exception:  # never break the event loop over an audit record
+            log.exception("audit record could not be written")
+
+    return record
+
+
+def submit(sink, record: dict) -> None:
+    """Hand one record to the sink: queued by a background writer, written at once by stdout."""
+    if hasattr(sink, "submit"):
+        sink.submit(record)
+    else:
+        sink.write([record])
+
+
 class HashInput:
     """WSGI middleware: wraps the request body so the audit can hash exactly what the app read."""
 
@@ -59,6 +93,7 @@ def init_app(app: Flask) -> None:
     if not audit_key:
         log.warning("SLIMSERVE_AUDIT_KEY is not set: X-Patient-ID cannot be pseudonymised and is not recorded")
     app.wsgi_app = HashInput(app.wsgi_app)
+    app.extensions["slimserve.audit_loop"] = loop_recorder(app, sink)
 
     @app.before_request
     def _start() -> None:
@@ -78,7 +113,7 @@ def init_app(app: Flask) -> None:
             input_sha256=hashing.hexdigest() if hashing else None,
             patient=patient_ref(audit_key, request.headers.get("X-Patient-ID")))
         try:
-            (sink.submit if hasattr(sink, "submit") else lambda r: sink.write([r]))(record)
+            submit(sink, record)
         except Exception:  # the audit must never fail a prediction; the log says it could not be written
             log.exception("audit record could not be written")
         return response

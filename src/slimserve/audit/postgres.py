@@ -20,7 +20,7 @@ CREATE TABLE IF NOT EXISTS {TABLE} (
     route text,
     status integer NOT NULL,
     outcome text NOT NULL,
-    latency_ms double precision NOT NULL,
+    latency_ms double precision,
     input_sha256 text,
     patient_ref text
 );

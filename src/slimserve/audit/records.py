@@ -27,7 +27,7 @@ def outcome(status: int) -> str:
 
 
 def build_record(*, request_id: str, principal: str | None, model: str | None, model_version: str | None,
-                 route: str | None, status: int, latency_ms: float, input_sha256: str | None,
+                 route: str | None, status: int, latency_ms: float | None, input_sha256: str | None,
                  patient: str | None) -> dict:
     """One audit record as a flat dict of the FIELDS."""
     return {
@@ -40,7 +40,7 @@ def build_record(*, request_id: str, principal: str | None, model: str | None, m
         "route": route,
         "status": status,
         "outcome": outcome(status),
-        "latency_ms": round(latency_ms, 3),
+        "latency_ms": None if latency_ms is None else round(latency_ms, 3),  # None: answered by the worker
         "input_sha256": input_sha256,
         "patient_ref": patient,
     }
