@@ -8,7 +8,7 @@ import os
 import socket
 import subprocess
 import sys
-import tempfile
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -30,11 +30,15 @@ class ServerProcess:
         self.port = free_port()
         full_env = {**os.environ, **env, "PORT": str(self.port)}
         gunicorn = Path(sys.executable).with_name("gunicorn")
-        # The log goes to a file, not a pipe: a pipe nobody reads fills up under load and blocks the server.
-        self.log = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 (closed in stop())
         self.process = subprocess.Popen([str(gunicorn), "-c", "scripts/deploy/gunicorn.conf.py",
                                          "--bind", f"127.0.0.1:{self.port}"], cwd=REPO, env=full_env,
-                                        stdout=self.log, stderr=subprocess.STDOUT, text=True)
+                                        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        # Drain the log as it is written: an unread pipe fills at 64 KB and then blocks the server's writes
+        # (access log, audit records), stalling requests the way no real log collector would.
+        self.lines: list[str] = []
+        self.reader = threading.Thread(target=lambda: self.lines.extend(iter(self.process.stdout.readline, "")),
+                                       daemon=True)
+        self.reader.start()
 
     def __enter__(self) -> ServerProcess:
         return self
@@ -51,12 +55,10 @@ class ServerProcess:
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
-        if self.log.closed:
-            return ""
-        self.log.seek(0)
-        text = self.log.read()
-        self.log.close()
-        return text
+        self.reader.join(timeout=10)
+        if not self.reader.is_alive():
+            self.process.stdout.close()
+        return "".join(self.lines)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> tuple[int, dict, dict]:

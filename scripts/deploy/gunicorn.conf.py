@@ -32,7 +32,9 @@ limit_request_fields = 50
 accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
+# Method and path without the query string (%(U)s, never %(r)s or %(q)s): a URL can carry a patient's name
+# (`?filename=Jane_Doe.jpeg`). No referer or user agent either.
+access_log_format = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(M)sms rid=%({x-request-id}o)s'
 
 
 def post_fork(server, worker):

@@ -36,9 +36,26 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
     from slimserve.views.health import probes
 
     views.init_app(app)
+    init_security(app)
     app.extensions["slimserve.probes"] = probes(app.extensions["slimserve.registry"])
     ratelimit.init_app(app)  # after the views: the limits are attached to their endpoints
     return app
+
+
+def init_security(app: Flask) -> None:
+    """Security headers and the audit trail always; access control when configured (else a loud warning)."""
+    from slimserve import audit, headers
+
+    headers.init_app(app)
+    audit.init_app(app)  # registered before auth, so its timer starts before a refusal
+    if settings.auth_enabled(app.config):
+        from slimserve import auth
+
+        auth.init_app(app)
+    else:
+        logging.getLogger(__name__).warning(
+            "ACCESS CONTROL IS OFF: every model, clinical ones included, is open to anyone who can reach this "
+            "port. Set SLIMSERVE_API_KEYS or SLIMSERVE_OIDC_ISSUER (or SLIMSERVE_AUTH=required) before exposing it.")
 
 
 def init_models(app: Flask) -> None:

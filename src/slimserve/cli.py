@@ -1,4 +1,4 @@
-"""Command line: `python -m slimserve compile|check|predict …`."""
+"""Command line: `python -m slimserve compile|check|predict|import-mlflow|keys|audit …`."""
 
 from __future__ import annotations
 
@@ -65,7 +65,33 @@ def build_parser() -> argparse.ArgumentParser:
     pred.add_argument("images", type=Path, nargs="+")
     pred.add_argument("--model-path", type=Path, help="default: MODEL_PATH or the bundled model")
     pred.add_argument("--runtime", default="onnx")
+    keys = sub.add_parser("keys", help="API keys for the access-controlled models")
+    keys_sub = keys.add_subparsers(dest="keys_command", required=True)
+    create = keys_sub.add_parser("create", help="print a new key (shown once) and its SLIMSERVE_API_KEYS entry")
+    create.add_argument("--name", required=True, help="who or what holds the key, e.g. ward7-ehr")
+    create.add_argument("--models", required=True, help="comma-separated model names, or * for all")
+
+    audit = sub.add_parser("audit", help="list audit records (PostgreSQL at DATABASE_URL, or --file)")
+    audit.add_argument("--patient-id", help="a patient id; matched by its HMAC (needs SLIMSERVE_AUDIT_KEY)")
+    audit.add_argument("--since", help="ISO time, e.g. 2026-12-01 or 2026-12-01T08:00:00+00:00")
+    audit.add_argument("--model")
+    audit.add_argument("--file", type=Path, help="read JSON-lines records (the stdout sink's log) instead")
+    audit.add_argument("--limit", type=int, default=1000)
     return parser
+
+
+def _keys(args: argparse.Namespace) -> dict[str, Any]:
+    from slimserve.auth.keys import create_key
+
+    key, entry = create_key(args.name, args.models.split(","))
+    return {"key": key, "entry": entry.line(), "key_id": entry.key_id, "name": entry.name,
+            "models": sorted(entry.models)}
+
+
+def _audit(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from slimserve.audit.query import run_query
+
+    return run_query(args)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -128,10 +154,11 @@ def main(argv: list[str] | None = None) -> int:
     """Run a sub-command; exit status 1 with a one-line message on a model error."""
     args = build_parser().parse_args(argv)
     try:
-        commands = {"compile": _compile, "import-mlflow": _import_mlflow, "check": _check, "predict": _predict}
+        commands = {"compile": _compile, "import-mlflow": _import_mlflow, "check": _check, "predict": _predict,
+                    "keys": _keys, "audit": _audit}
         result = commands[args.command](args)
-    except SlimserveError as exc:
-        print(f"slimserve {args.command}: {exc.message}", file=sys.stderr)
+    except (SlimserveError, ValueError) as exc:
+        print(f"slimserve {args.command}: {getattr(exc, 'message', exc)}", file=sys.stderr)
         return 1
     print(json.dumps(result, indent=2))
     if args.command == "check" and not all(model["ready"] for model in result.values()):

@@ -53,6 +53,20 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "RATE_LIMIT_DEFAULT": ("SLIMSERVE_RATE_LIMIT_DEFAULT", str, "300/minute"),
     "RATELIMIT_STORAGE_URI": ("RATELIMIT_STORAGE_URI", str, "memory://"),
     "TRUSTED_PROXIES": ("SLIMSERVE_TRUSTED_PROXIES", int, 0),
+    # Access control (slimserve.auth) and the audit trail (slimserve.audit); see the README's Security section.
+    "AUTH": ("SLIMSERVE_AUTH", str, "auto"),  # auto: on when keys or an issuer are configured; required: always
+    "API_KEYS": ("SLIMSERVE_API_KEYS", str, ""),
+    "MODEL_ACCESS": ("SLIMSERVE_MODEL_ACCESS", str, ""),  # per-model overrides: "heart_failure=mfa,aids=key"
+    "OIDC_ISSUER": ("SLIMSERVE_OIDC_ISSUER", str, None),
+    "OIDC_AUDIENCE": ("SLIMSERVE_OIDC_AUDIENCE", str, None),
+    "OIDC_JWKS_URL": ("SLIMSERVE_OIDC_JWKS_URL", str, None),
+    "OIDC_ALGORITHMS": ("SLIMSERVE_OIDC_ALGORITHMS", str, "RS256,ES256"),
+    "OIDC_MODELS_CLAIM": ("SLIMSERVE_OIDC_MODELS_CLAIM", str, "slimserve_models"),
+    "AUDIT_KEY": ("SLIMSERVE_AUDIT_KEY", str, None),
+    "AUDIT_SINK": ("SLIMSERVE_AUDIT_SINK", str, "auto"),  # auto: postgres with DATABASE_URL, else stdout; off
+    "AUDIT_QUEUE": ("SLIMSERVE_AUDIT_QUEUE", int, 10_000),
+    "DATABASE_URL": ("DATABASE_URL", str, None),
+    "CORS_ORIGINS": ("SLIMSERVE_CORS_ORIGINS", str, ""),
     "GIT_COMMIT": ("GIT_COMMIT", str, None),
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
     # The image this process runs in (e.g. sha256:…), when whoever starts the container knows it.
@@ -89,3 +103,12 @@ def from_env(environ: Mapping[str, str] | None = None) -> dict[str, Any]:
         else:
             config[key] = default if raw is None or raw == "" else _parse(variable, raw, parser)
     return config
+
+
+def auth_enabled(config: Mapping[str, Any]) -> bool:
+    """Whether access control is on: SLIMSERVE_AUTH=required, or any key, issuer or model policy configured."""
+    mode = (config.get("AUTH") or "auto").strip().lower()
+    if mode not in ("auto", "required"):
+        raise ValueError("SLIMSERVE_AUTH must be auto or required")
+    configured = (config.get("API_KEYS") or "").strip() or (config.get("MODEL_ACCESS") or "").strip()
+    return mode == "required" or bool(configured or config.get("OIDC_ISSUER"))

@@ -33,6 +33,24 @@ class BadRequest(SlimserveError):
     code = "bad_request"
 
 
+class Unauthorized(SlimserveError):
+    """Credentials are missing, invalid or too weak for the model; `challenge` is the WWW-Authenticate value."""
+
+    status = 401
+    code = "unauthorized"
+
+    def __init__(self, message: str, *, challenge: str, code: str | None = None) -> None:
+        super().__init__(message, code=code)
+        self.headers = {"WWW-Authenticate": challenge}
+
+
+class Forbidden(SlimserveError):
+    """The credentials are valid but not allowed to use this model."""
+
+    status = 403
+    code = "forbidden"
+
+
 class NotFound(SlimserveError):
     """The named model or route does not exist."""
 

@@ -74,8 +74,12 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
     predict = {
         "summary": "Classify one image",
         "requestBody": IMAGE_BODY,
-        "parameters": [{"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
-                        "description": "file name to report for a raw (non-multipart) body"}],
+        "parameters": [{"name": "X-Filename", "in": "header", "required": False, "schema": {"type": "string"},
+                        "description": "file name to report for a raw (non-multipart) body"},
+                       {"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
+                        "deprecated": True, "description": "old form of X-Filename (URLs end up in logs)"},
+                       {"name": "X-Patient-ID", "in": "header", "required": False, "schema": {"type": "string"},
+                        "description": "recorded in the audit trail only as a keyed HMAC, never in the clear"}],
         "responses": {"200": _json("Prediction", "the prediction"), **_errors(400, 404, 413, 415, 422, 429, 503)},
     }
     manifests = manifests or []

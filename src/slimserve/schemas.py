@@ -80,6 +80,7 @@ class VersionSchema(Schema):
     runtime = fields.String(required=True)
     default_model = fields.String(required=True)
     models = fields.List(fields.Nested(ModelRefSchema), required=True)
+    auth = fields.String(required=True, metadata={"description": "on, or off (every model open: local use)"})
 
 
 class ModelSchema(Schema):

@@ -198,6 +198,7 @@ def retry_seconds(shed: int, done: int) -> int:
     predictions need; `shed` per second over `done` per second spreads them out (1-30 s).
     """
     return min(30, max(1, math.ceil(shed / max(done, 1))))
+LOOP_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"  # = slimserve.headers.API_CSP
 
 
 def error_bytes(status: int, code: str, request_id: str, retry_after: int | None = None) -> bytes:
@@ -212,7 +213,9 @@ def response_bytes(status: int, body: bytes, request_id: str, retry_after: int |
     head = [f"HTTP/1.1 {status} {REASONS.get(status, 'OK' if status < 300 else 'Error')}",
             "Content-Type: application/json", f"Content-Length: {len(body)}",
             f"Connection: {'close' if close else 'keep-alive'}",
-            f"X-Request-ID: {request_id}", "Cache-Control: no-store", "X-Content-Type-Options: nosniff"]
+            f"X-Request-ID: {request_id}", "Cache-Control: no-store", "X-Content-Type-Options: nosniff",
+            # The security headers the app adds to its own answers (slimserve.headers), for the loop's answers too.
+            "Referrer-Policy: no-referrer", "X-Frame-Options: DENY", f"Content-Security-Policy: {LOOP_CSP}"]
     if retry_after is not None:
         head.append(f"Retry-After: {retry_after}")
     return ("\r\n".join(head) + "\r\n\r\n").encode("latin-1") + body

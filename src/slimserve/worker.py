@@ -72,6 +72,8 @@ class BufferingWorker(ThreadWorker):
         """Load the app, then pick up the probes it offers for the loop to answer itself."""
         super().load_wsgi()
         self.probes = getattr(self.wsgi, "extensions", {}).get("slimserve.probes", {})
+        # Predictions answered here (shed, timed out) never reach the app: the audit trail records them via this.
+        self.audit_loop = getattr(self.wsgi, "extensions", {}).get("slimserve.audit_loop")
 
     def accept(self, server, listener) -> bool:
         """Accept a connection and watch it for bytes (no thread is involved yet); False if none was waiting."""
@@ -221,6 +223,8 @@ class BufferingWorker(ThreadWorker):
         self.log.debug('"%s %s" %s %s rid=%s', conn.buffer.method or "-", conn.buffer.path or "-", status, code,
                        request_id)
         self.answered[code] = self.answered.get(code, 0) + 1
+        if getattr(self, "audit_loop", None) is not None:
+            self.audit_loop(conn.buffer.method, conn.buffer.path, status, request_id)
         self._release(conn)
         if drain:
             conn.draining_until = time.monotonic() + DRAIN_SECONDS

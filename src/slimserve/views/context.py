@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import subprocess
 
-from flask import current_app
+from flask import current_app, request
 
 from slimserve.paths import REPO_ROOT
 from slimserve.registry import ModelEntry, ModelRegistry
@@ -25,6 +25,17 @@ def service() -> PredictionService:
 def body_limit(entry: ModelEntry) -> int:
     """The largest request body the model's routes read: sized from the row limit for tabular models."""
     return current_app.extensions["slimserve.body_limits"][entry.manifest.name]
+# The routes that run a model: access control and the audit trail apply to exactly these.
+PREDICTION_ENDPOINTS = frozenset({"predict.predict_default", "predict.predict_named",
+                                  "invocations.invocations_default", "invocations.invocations_named"})
+
+
+def prediction_target() -> ModelEntry | None:
+    """The model the current prediction request names; None for other routes or an unknown model name."""
+    if request.method != "POST" or request.endpoint not in PREDICTION_ENDPOINTS:
+        return None  # a CORS preflight (OPTIONS) carries no credentials and runs no model
+    reg = registry()
+    return reg.entries.get((request.view_args or {}).get("name") or reg.default_name)
 
 
 def git_commit() -> str | None:

@@ -22,6 +22,11 @@ def openapi():
         manifests = [entry.manifest for entry in registry().entries.values()]
         cached = current_app.extensions["slimserve.openapi"] = build_spec(
             manifests, registry().default_name, current_app.config["MAX_ROWS"])
+        guard = current_app.extensions.get("slimserve.auth")
+        if guard is not None:  # access control on: declare who may call which route
+            from slimserve.auth.policy import document_security
+
+            document_security(cached, guard, registry().default_name)
     return jsonify(cached)
 
 

@@ -16,6 +16,8 @@ log = logging.getLogger(__name__)
 # Werkzeug's own errors (routing, size limits) keep their status but get our codes and shape.
 HTTP_CODES = {
     400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
     411: "length_required",
@@ -43,7 +45,9 @@ def _slimserve_error(exc: SlimserveError) -> ResponseReturnValue:
     if exc.status >= 500 and not isinstance(exc, ServiceUnavailable):
         log.error("internal error: %s", exc.message)
         return error_response(500, "internal_error", "the server could not handle this request")
-    return error_response(exc.status, exc.code, exc.message, exc.field, exc.extra)
+    response = error_response(exc.status, exc.code, exc.message, exc.field, exc.extra)
+    response.headers.update(getattr(exc, "headers", {}))  # e.g. WWW-Authenticate on a 401
+    return response
 
 
 def _http_error(exc: HTTPException) -> ResponseReturnValue:

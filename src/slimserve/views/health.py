@@ -65,4 +65,5 @@ def version():
         "runtime": current_app.config["RUNTIME"],
         "default_model": reg.default_name,
         "models": [{"name": e.manifest.name, "version": e.manifest.version} for e in reg.entries.values()],
+        "auth": "on" if "slimserve.auth" in current_app.extensions else "off",
     })

@@ -22,7 +22,8 @@ def read_upload() -> tuple[bytes, str | None]:
         data = read_body()
         if not data:
             raise BadRequest("the request body is empty", code="empty_file", field="file")
-        return data, request.args.get("filename")
+        # The name belongs in a header (or the multipart part): URLs end up in logs. `?filename=` is still read.
+        return data, request.headers.get("X-Filename") or request.args.get("filename")
     raise UnsupportedMediaType(
         "send multipart/form-data with a `file` field, or a raw body typed image/jpeg or image/png",
         code="unsupported_media_type",

@@ -1,0 +1,55 @@
+"""Security headers on every response, and CORS only for origins the configuration names."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from importlib import resources
+
+from flask import Flask, request
+
+# JSON answers load nothing and may be framed by no one.
+API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
+HSTS = "max-age=31536000; includeSubDomains"
+CORS_HEADERS = "Authorization, Content-Type, X-API-Key, X-Filename, X-Patient-ID, X-Request-ID"
+
+
+def _inline_hashes(tag: str, html: str) -> str:
+    blocks = re.findall(rf"<{tag}>(.*?)</{tag}>", html, flags=re.S)
+    return " ".join(f"'sha256-{base64.b64encode(hashlib.sha256(b.encode()).digest()).decode()}'" for b in blocks)
+
+
+def page_csp() -> str:
+    """The upload page's CSP: its own inline script and style by hash, fetches to this origin only."""
+    html = resources.files("slimserve").joinpath("static/index.html").read_text()
+    return (f"default-src 'none'; script-src {_inline_hashes('script', html)}; "
+            f"style-src {_inline_hashes('style', html)}; img-src 'self' blob:; connect-src 'self'; "
+            "form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+def init_app(app: Flask) -> None:
+    """Add the headers in an after_request hook."""
+    html_csp = page_csp()
+    trusted_proxy = app.config.get("TRUSTED_PROXIES", 0) > 0  # the proxy that also sets X-Forwarded-Proto
+    origins = {o.strip().rstrip("/") for o in (app.config.get("CORS_ORIGINS") or "").split(",") if o.strip()}
+
+    @app.after_request
+    def _headers(response):
+        headers = response.headers
+        headers["Content-Security-Policy"] = html_csp if response.mimetype == "text/html" else API_CSP
+        headers["Referrer-Policy"] = "no-referrer"
+        headers["X-Frame-Options"] = "DENY"
+        # Behind Render's proxy the app sees plain HTTP; only a proxy we trust may tell us it was HTTPS.
+        if request.is_secure or (trusted_proxy and request.headers.get("X-Forwarded-Proto") == "https"):
+            headers["Strict-Transport-Security"] = HSTS
+        origin = request.headers.get("Origin", "")
+        if origins and origin in origins:
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Expose-Headers"] = "X-Request-ID, WWW-Authenticate, Retry-After"
+            headers.add("Vary", "Origin")
+            if request.method == "OPTIONS":
+                headers["Access-Control-Allow-Methods"] = "GET, POST"
+                headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+                headers["Access-Control-Max-Age"] = "600"
+        return response
