@@ -38,7 +38,7 @@ def app(cluster, tmp_path, fake_runtimes):
     """An app whose audit sink is the cluster."""
     app = create_app({"MODEL_PATH": str(write_fake_model(tmp_path / "p")), "RUNTIMES": fake_runtimes,
                       "LOAD_ASYNC": False, "AUTO_COMPILE": False, "DATABASE_URL": cluster.url,
-                      "AUDIT_KEY": AUDIT_KEY})
+                      "AUDIT_KEY": AUDIT_KEY, "RATELIMIT_ENABLED": False})  # the outage test sends >60/min
     yield app
     app.extensions["slimserve.audit"].close()
 
@@ -123,7 +123,8 @@ def wait_stored(url: str, ids: list[str], timeout: float = 30) -> set[str]:
 @pytest.mark.slow
 def test_gunicorn_keeps_every_record_through_a_ten_second_outage(cluster):
     """Under real gunicorn, requests before, during and after a 10 s outage are all in the table afterwards."""
-    env = {"MODEL_PATH": str(BUNDLED), "DATABASE_URL": cluster.url, "SLIMSERVE_AUDIT_KEY": AUDIT_KEY}
+    env = {"MODEL_PATH": str(BUNDLED), "DATABASE_URL": cluster.url, "SLIMSERVE_AUDIT_KEY": AUDIT_KEY,
+           "SLIMSERVE_RATE_LIMIT_ENABLED": "false"}
     with ServerProcess(env) as server:
         server.wait_ready()
         ids = served_ids(server, "gu-before", 10)
@@ -144,7 +145,8 @@ def test_gunicorn_keeps_every_record_through_a_ten_second_outage(cluster):
 @pytest.mark.slow
 def test_records_pending_at_shutdown_go_to_stdout(cluster):
     """SIGTERM while the database is down: the worker writes the records it still holds to its log."""
-    env = {"MODEL_PATH": str(BUNDLED), "DATABASE_URL": cluster.url, "SLIMSERVE_AUDIT_KEY": AUDIT_KEY}
+    env = {"MODEL_PATH": str(BUNDLED), "DATABASE_URL": cluster.url, "SLIMSERVE_AUDIT_KEY": AUDIT_KEY,
+           "SLIMSERVE_RATE_LIMIT_ENABLED": "false"}
     with ServerProcess(env) as server:
         server.wait_ready()
         cluster.stop()

@@ -64,7 +64,6 @@ SCHEMES: dict[str, dict[str, Any]] = {
 ANY = [{"ApiKey": []}, {"Bearer": []}]
 # OpenAPI: a list of alternatives; `{}` means "no credentials needed".
 REQUIREMENTS = {PUBLIC: [], KEY: ANY, MFA: [{"Bearer": []}]}
-GENERIC = ("/models/{name}/predict", "/models/{name}/invocations")
 
 
 def document_security(spec: dict[str, Any], guard, default_model: str) -> None:
@@ -77,13 +76,6 @@ def document_security(spec: dict[str, Any], guard, default_model: str) -> None:
             continue
         if path in ("/predict", "/invocations"):
             policy = policies.get(default_model, KEY)
-        elif path in GENERIC:
-            post["security"] = [{}, *ANY]  # depends on the model named in the path
-            for status in ("401", "403"):
-                post.setdefault("responses", {}).setdefault(status, {"$ref": "#/components/responses/Error"})
-            post["description"] = (post.get("description", "") + " Credentials depend on the model: " + ", ".join(
-                f"{m}: {p}" for m, p in sorted(policies.items()))).strip()
-            continue
         else:
             policy = policies.get(path.split("/")[2], KEY)
         post["security"] = REQUIREMENTS[policy]
