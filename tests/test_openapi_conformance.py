@@ -111,10 +111,10 @@ def test_each_model_has_its_own_paths_with_the_body_it_takes(spec):
         "application/json", "text/csv"}
 
 
-def test_default_route_documents_the_default_image_model_body(client, spec):
+def test_default_route_takes_images_and_sends_tables_to_the_only_tabular_model(client, spec):
     content = spec["paths"]["/invocations"]["post"]["requestBody"]["content"]
-    assert "application/json" not in content and "image/png" in content
-    assert_error(client.post("/invocations", json={"dataframe_records": [ROW]}), 415, "unsupported_media_type")
+    assert {"application/json", "text/csv", "image/png"} <= set(content)  # image default + the one table model
+    assert client.post("/invocations", json={"dataframe_records": [ROW]}).status_code == 200
     assert client.post("/invocations", data=image_bytes(), content_type="image/jpeg").status_code == 200
 
 

@@ -132,3 +132,22 @@ def manifest_version(name: str) -> str:
     """The single version folder of a bundled model."""
     (version,) = [p.name for p in (BUNDLED_MODELS / name).iterdir() if p.is_dir()]
     return version
+
+
+def test_invocations_without_a_name_on_an_image_default_names_the_tabular_models(heart_rows):
+    app = create_app({"MODEL_PATH": str(BUNDLED_MODELS / "pneumonia"), "MODEL_REPOSITORY": str(BUNDLED_MODELS),
+                      "LOAD_ASYNC": False})
+    response = app.test_client().post("/invocations", json={"dataframe_records": heart_rows})
+    assert response.status_code == 400 and response.get_json()["error"]["code"] == "model_required"
+    assert "heart_failure" in response.get_json()["error"]["message"]
+
+
+def test_invocations_without_a_name_use_the_configured_default_tabular_model(heart_rows):
+    app = create_app({"MODEL_PATH": str(BUNDLED_MODELS / "pneumonia"), "MODEL_REPOSITORY": str(BUNDLED_MODELS),
+                      "LOAD_ASYNC": False, "DEFAULT_TABLE_MODEL": "heart_failure"})
+    client = app.test_client()
+    response = client.post("/invocations?probabilities=true", json={"dataframe_records": heart_rows})
+    assert response.status_code == 200
+    served = np.array([p["1"] for p in response.get_json()["probabilities"]])
+    assert np.max(np.abs(served - reference_probabilities(heart_rows)[:, 1])) < 1e-5
+    assert client.get("/version").get_json()["default_model"] == "pneumonia"  # images still go to the X-ray model

@@ -68,7 +68,8 @@ def init_models(app: Flask) -> None:
     limits = ImageLimits(max_pixels=cfg["MAX_IMAGE_PIXELS"], min_side=cfg["MIN_IMAGE_SIDE"],
                          max_decode_bytes=cfg["MAX_DECODE_BYTES"], decode_wait_seconds=cfg["DECODE_WAIT_SECONDS"])
     app.extensions["slimserve.registry"] = registry
-    app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"])
+    app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"],
+                                                            cfg["MAX_ROWS"], cfg["DEFAULT_TABLE_MODEL"])
     app.extensions["slimserve.body_limits"] = {
         name: (cfg["MAX_TABLE_BYTES"] or body_limit(entry.manifest.features, cfg["MAX_ROWS"]))
         if entry.is_tabular else cfg["MAX_UPLOAD_BYTES"]

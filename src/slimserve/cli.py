@@ -131,12 +131,10 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _predict(args: argparse.Namespace) -> list[dict[str, Any]]:
-    from dataclasses import asdict
-
     from slimserve.config import from_env
     from slimserve.imaging import ImageLimits
     from slimserve.registry import build_registry
-    from slimserve.service import PredictionService
+    from slimserve.service import PredictionService, Request
 
     registry = build_registry(str(args.model_path or from_env()["MODEL_PATH"]), args.runtime, auto_compile=False)
     registry.load_all(background=False)
@@ -144,7 +142,10 @@ def _predict(args: argparse.Namespace) -> list[dict[str, Any]]:
     results = []
     for image in args.images:
         try:
-            results.append(asdict(service.predict_image(image.read_bytes(), image.name)))
+            result = service.predict(None, Request(image.read_bytes(), "application/octet-stream"))
+            results.append({"filename": image.name, "prediction": result.labels[0], "probability": result.scores[0],
+                            "probabilities": result.probabilities[0], "threshold": result.threshold,
+                            "model": result.model, "version": result.version, "inference_ms": result.inference_ms})
         except SlimserveError as exc:
             results.append({"filename": image.name, "error": {"code": exc.code, "message": exc.message}})
     return results

@@ -25,6 +25,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     # Every model under this folder is served too; set it empty to serve MODEL_PATH alone.
     "MODEL_REPOSITORY": ("MODEL_REPOSITORY", str, str(BUNDLED_MODELS)),
     "DEFAULT_MODEL": ("SLIMSERVE_DEFAULT_MODEL", str, None),
+    # `/invocations` without a model name and with a table body, when the default model takes images.
+    "DEFAULT_TABLE_MODEL": ("SLIMSERVE_DEFAULT_TABLE_MODEL", str, None),
     "RUNTIME": ("SLIMSERVE_RUNTIME", str, "onnx"),
     "MAX_UPLOAD_BYTES": ("SLIMSERVE_MAX_UPLOAD_BYTES", int, 10 * 1024 * 1024),
     "MAX_IMAGE_PIXELS": ("SLIMSERVE_MAX_IMAGE_PIXELS", int, 40_000_000),

@@ -49,7 +49,7 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 def build_spec(manifests: list[Manifest] | None = None, default: str | None = None,
-               max_rows: int = 10_000) -> dict[str, Any]:
+               max_rows: int = 10_000, table_default: str | None = None) -> dict[str, Any]:
     """Build the OpenAPI 3 document for every route, with exact request schemas for each tabular model.
 
     The routes that take a model name or use the default model document the body of the model(s) they
@@ -100,9 +100,15 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
                                                            "parameters": [name_param], "responses": {
         "200": _json("Ready", "loaded"), "503": _json("Ready", "loading or failed"), **_errors(404)}}})
     default_manifest = next((m for m in manifests if m.name == default), manifests[0] if manifests else None)
+    body = MLFLOW_BODY if default_manifest is None else model_body(default_manifest, max_rows)
+    table_manifest = next((m for m in manifests if m.name == table_default), None)
+    if default_manifest is not None and not default_manifest.features and table_manifest is not None:
+        # An image default: table bodies go to the default tabular model (service.resolve).
+        table_body = model_body(table_manifest, max_rows)
+        body = {**body, "content": {**body["content"], **table_body["content"]}}
     invocations = {
-        "summary": "MLflow scoring protocol on the default model (an image body for image models)",
-        "requestBody": MLFLOW_BODY if default_manifest is None else model_body(default_manifest, max_rows),
+        "summary": "MLflow scoring protocol on the default model (table bodies: the default tabular model)",
+        "requestBody": body,
         "parameters": [PROBABILITIES],
         "responses": {"200": _json("Invocations", "one prediction per row"),
                       **_errors(400, 404, 413, 415, 422, 429, 503)},

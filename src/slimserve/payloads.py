@@ -9,8 +9,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from marshmallow import ValidationError
+
 from slimserve import jsonio
-from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType
+from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, safe_name
 from slimserve.manifest import Feature
 from slimserve.tabular import MISSING
 
@@ -213,6 +215,26 @@ def parse_table(mimetype: str, body: bytes, features: list[Feature], max_rows: i
         raise UnsupportedMediaType("send application/json (MLflow formats) or text/csv",
                                    code="unsupported_media_type")
     return bounded(parser(body, features, max_rows), max_rows)
+
+
+def parse_records(mimetype: str, body: bytes, features: list[Feature], max_rows: int) -> Table:
+    """The records route's body, `{"records": [{column: value, ...}, ...]}`, as bounded named columns."""
+    from slimserve.schemas import RecordsRequestSchema
+
+    if mimetype != "application/json":
+        raise UnsupportedMediaType("send application/json: {\"records\": [...]}", code="unsupported_media_type")
+    precheck_json(body, features, max_rows)
+    try:
+        raw = jsonio.loads(body)
+    except ValueError:  # not JSON (UnicodeDecodeError included): answered as a body without `records`
+        raw = None
+    try:
+        payload = RecordsRequestSchema().load(raw or {})
+    except ValidationError as exc:
+        field = sorted(exc.normalized_messages(), key=str)[0]
+        raise BadRequest("send {\"records\": [ {column: value, ...}, ... ]}", code="invalid_payload",
+                         field=safe_name(field)) from None
+    return bounded(table_from_records(payload["records"], max_columns_for(features)), max_rows)
 
 
 def bounded(table: Table, max_rows: int) -> Table:

@@ -17,17 +17,14 @@ from flask import Flask, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from slimserve.config import SETTINGS
+from slimserve.views.predict import INVOCATIONS_ENDPOINTS, PREDICT_ENDPOINTS
 
 # Health checks are never limited: Render's probe (and any load balancer) must always get through.
-EXEMPT = frozenset({"health.health", "health.ready", "invocations.ping", "models.model_ready"})
+EXEMPT = frozenset({"health.health", "health.ready", "health.ping", "models.model_ready"})
 # Routes in one group share one budget per client, so alternating `/predict` and `/models/<n>/predict`
 # does not double it. Every other route gets `RATE_LIMIT_DEFAULT`, counted per route.
-GROUPS = {
-    "predict.predict_default": "RATE_LIMIT_PREDICT",
-    "predict.predict_named": "RATE_LIMIT_PREDICT",
-    "invocations.invocations_default": "RATE_LIMIT_INVOCATIONS",
-    "invocations.invocations_named": "RATE_LIMIT_INVOCATIONS",
-}
+GROUPS = {**dict.fromkeys(PREDICT_ENDPOINTS, "RATE_LIMIT_PREDICT"),
+          **dict.fromkeys(INVOCATIONS_ENDPOINTS, "RATE_LIMIT_INVOCATIONS")}
 _EXTENSION = "slimserve.limiter"
 # A Redis that stops answering must not hold requests: fail fast, then the in-memory fallback takes over.
 _REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}

@@ -18,6 +18,7 @@ from slimserve.runtimes import Runtime, RuntimeFactory, RuntimeOptions, create_r
 from slimserve.tabular import TableSchema, build_table_schema
 
 log = logging.getLogger(__name__)
+IMAGE, TABLE = "image", "table"  # the input kinds a model can take
 
 
 @dataclass
@@ -35,14 +36,26 @@ class ModelEntry:
             self.table_schema = build_table_schema(self.manifest.name, self.manifest.features)
 
     @property
+    def kind(self) -> str:
+        """The model's input kind: `table` (named columns) or `image`; the service dispatches on it."""
+        return TABLE if self.manifest.features is not None else IMAGE
+
+    @property
     def is_tabular(self) -> bool:
         """Whether the model takes named columns (rather than an image)."""
-        return self.manifest.features is not None
+        return self.kind == TABLE
+
+    @property
+    def state(self) -> str:
+        """`loading`, `ready` (loaded and warmed up) or `failed`."""
+        if not self.loaded.is_set():
+            return "loading"
+        return "failed" if self.error is not None else "ready"
 
     @property
     def ready(self) -> bool:
         """True once the runtime loaded and answered a warm-up prediction."""
-        return self.loaded.is_set() and self.error is None
+        return self.state == "ready"
 
     def load(self) -> None:
         """Load the runtime and warm it up, recording any failure instead of raising."""

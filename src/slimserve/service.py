@@ -1,107 +1,150 @@
-"""The prediction service: framework-free, between the HTTP views and the registry."""
+"""The prediction service: one framework-free entry between the HTTP routes and the registry.
+
+`predict(model, body, content_type, fmt)` finds the model, lets the handler for the model's input kind
+(an explicit table: image, table) turn the body into the runtime's input, runs the model, and labels the
+result. Label choice, label names, MLflow label values and rounding happen here and nowhere else; routes
+only pick the response shape.
+"""
 
 from __future__ import annotations
 
-import re
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
-from slimserve.errors import BadRequest
+from slimserve.errors import BadRequest, UnsupportedMediaType
 from slimserve.imaging import ImageLimits, image_to_input
 from slimserve.manifest import Manifest
-from slimserve.payloads import Table
-from slimserve.registry import ModelEntry, ModelRegistry
+from slimserve.payloads import parse_records, parse_table
+from slimserve.registry import IMAGE, TABLE, ModelEntry, ModelRegistry
 
-_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
+MLFLOW = "mlflow"  # dataframe_split / dataframe_records / instances / inputs, or CSV
+RECORDS = "records"  # {"records": [{column: value}, ...]}
+# An image arrives as a multipart `file` part or a raw body of these types; its bytes decide what it is.
+IMAGE_BODY_TYPES = frozenset({"multipart/form-data", "image/jpeg", "image/jpg", "image/png",
+                              "application/octet-stream"})
+ROUND = 6  # digits of every probability the service returns
 
 
 @dataclass(frozen=True)
-class ImagePrediction:
-    """The answer for one image."""
+class Prediction:
+    """A labelled answer: one entry per input row (an image is one row)."""
 
-    filename: str | None
-    prediction: str
-    probability: float
-    probabilities: dict[str, float]
-    threshold: float
     model: str
     version: str
+    kind: str
+    labels: list[str]
+    label_names: list[str]
+    values: list[Any]  # the labels as MLflow returns them: integers where the training labels were
+    scores: list[float]  # P(positive label) for binary models, else P(predicted label)
+    probabilities: list[dict[str, float]]
+    threshold: float | None
     inference_ms: float
 
 
 @dataclass(frozen=True)
-class TablePrediction:
-    """The answer for a table of records: one label and one probability row per record."""
+class Request:
+    """What a route hands the service, already free of HTTP."""
 
-    labels: list[str]
-    probabilities: np.ndarray
-    manifest: Manifest
-    inference_ms: float
+    body: bytes
+    content_type: str
+    fmt: str = MLFLOW
+
+
+InputHandler = Callable[[ModelEntry, Request, "PredictionService"], Any]
+
+
+def image_input(entry: ModelEntry, request: Request, service: PredictionService) -> np.ndarray:
+    """Image bytes → a batch of one model input (decoded under the image limits)."""
+    if request.content_type not in IMAGE_BODY_TYPES:
+        raise UnsupportedMediaType(
+            "send multipart/form-data with a `file` field, or a raw body typed image/jpeg or image/png",
+            code="unsupported_media_type")
+    return image_to_input(request.body, entry.manifest.input, service.limits)
+
+
+def table_input(entry: ModelEntry, request: Request, service: PredictionService) -> dict[str, np.ndarray]:
+    """A JSON or CSV body → validated named columns, each a (rows, 1) array."""
+    features = entry.manifest.features
+    if request.fmt == RECORDS:
+        table = parse_records(request.content_type, request.body, features, service.max_rows)
+    else:
+        table = parse_table(request.content_type, request.body, features, service.max_rows)
+    return entry.table_schema.load(table.columns)
+
+
+# The model's input kind decides who reads the body: an explicit table, not an if/elif in every route.
+INPUT_HANDLERS: dict[str, InputHandler] = {IMAGE: image_input, TABLE: table_input}
 
 
 class PredictionService:
-    """Turns uploaded bytes or records into labelled predictions with the right model."""
+    """Turns request bodies into labelled predictions with the right model."""
 
-    def __init__(self, registry: ModelRegistry, limits: ImageLimits, ready_wait_seconds: float) -> None:
+    def __init__(self, registry: ModelRegistry, limits: ImageLimits, ready_wait_seconds: float,
+                 max_rows: int = 10_000, default_table_model: str | None = None) -> None:
         self.registry = registry
         self.limits = limits
         self.ready_wait_seconds = ready_wait_seconds
+        self.max_rows = max_rows
+        self.default_table_model = default_table_model
 
-    def model(self, name: str | None, tabular: bool) -> ModelEntry:
-        """The named (or default) model, checked to take the kind of input at hand."""
+    def resolve(self, name: str | None, content_type: str = "", fmt: str = RECORDS) -> ModelEntry:
+        """The named model, else the default one; MLflow scoring of a table body on an image default goes to
+        the default tabular model (MLflow clients send `/invocations` without a model name)."""
         entry = self.registry.get(name)
-        if entry.is_tabular != tabular:
-            takes = "records (JSON or CSV)" if entry.is_tabular else "an image (multipart `file` or a raw body)"
-            raise BadRequest(f"model `{entry.manifest.name}` takes {takes}", code="wrong_input_kind")
+        if name is None and fmt == MLFLOW and entry.kind == IMAGE and content_type in ("application/json",
+                                                                                          "text/csv"):
+            return self._default_table_model()
         return entry
 
-    def predict_table(self, table: Table, model: str | None = None) -> TablePrediction:
-        """Validate named columns against the model's schema, run it, and label every row."""
-        entry = self.model(model, tabular=True)
-        columns = entry.table_schema.load(table.columns)
-        entry.wait_ready(self.ready_wait_seconds)
-        started = time.perf_counter()
-        probabilities = entry.runtime.predict(columns)
-        elapsed_ms = (time.perf_counter() - started) * 1000
-        labels = decide_rows(entry.manifest, probabilities)
-        return TablePrediction(labels, probabilities, entry.manifest, round(elapsed_ms, 3))
+    def default_table(self) -> ModelEntry | None:
+        """The tabular model `/invocations` scores without a name: the configured one, or the only one."""
+        if self.default_table_model:
+            return self.registry.get(self.default_table_model)
+        tables = [e for e in self.registry.entries.values() if e.kind == TABLE]
+        return tables[0] if len(tables) == 1 else None
 
-    def predict_image(self, data: bytes, filename: str | None, model: str | None = None) -> ImagePrediction:
-        """Validate and preprocess an image, run the model, and label the result."""
-        entry = self.model(model, tabular=False)
-        manifest = entry.manifest
-        batch = image_to_input(data, manifest.input, self.limits)
+    def _default_table_model(self) -> ModelEntry:
+        entry = self.default_table()
+        if entry is not None:
+            return entry
+        tables = [n for n, e in self.registry.entries.items() if e.kind == TABLE]
+        raise BadRequest(f"the default model takes images; name a tabular model: /models/<name>/invocations "
+                         f"with one of {', '.join(tables) or '(none served)'}", code="model_required")
+
+    def predict(self, name: str | None, request: Request) -> Prediction:
+        """Decode the body for the model's input kind, run the model and label every row."""
+        entry = self.resolve(name, request.content_type, request.fmt)
+        inputs = INPUT_HANDLERS[entry.kind](entry, request, self)
         # Waiting here rather than answering 503 gives the request that woke the service a real answer.
         entry.wait_ready(self.ready_wait_seconds)
         started = time.perf_counter()
-        probabilities = entry.runtime.predict(batch)[0]
+        probabilities = entry.runtime.predict(inputs)
         elapsed_ms = (time.perf_counter() - started) * 1000
-        label, score = decide(manifest, probabilities)
-        return ImagePrediction(
-            filename=clean_filename(filename),
-            prediction=label,
-            probability=score,
-            probabilities={name: round(float(p), 6) for name, p in zip(manifest.labels, probabilities,
-                                                                        strict=True)},
-            threshold=manifest.threshold,
-            model=manifest.name,
-            version=manifest.version,
-            inference_ms=round(elapsed_ms, 3),
-        )
+        return label(entry.manifest, entry.kind, probabilities, round(elapsed_ms, 3))
 
 
-def decide(manifest: Manifest, probabilities: np.ndarray) -> tuple[str, float]:
-    """The predicted label and the probability that goes with the `probability` key.
-
-    For a binary model that is P(positive label), whatever the decision, so clients can apply their
-    own threshold; otherwise it is the probability of the predicted class.
-    """
-    (label,) = decide_rows(manifest, probabilities[np.newaxis, :])
+def label(manifest: Manifest, kind: str, probabilities: np.ndarray, inference_ms: float) -> Prediction:
+    """Labels, label names, MLflow values, scores and rounded probabilities for every row."""
+    labels = manifest.labels
+    chosen = decide_rows(manifest, probabilities)
+    rounded = np.round(probabilities.astype(np.float64), ROUND)
     positive = _positive_index(manifest)
-    index = positive if positive is not None else manifest.labels.index(label)
-    return label, round(float(probabilities[index]), 6)
+    if positive is not None:
+        scores = rounded[:, positive].tolist()
+    else:
+        scores = np.take_along_axis(rounded, np.argmax(probabilities, axis=1)[:, None], axis=1)[:, 0].tolist()
+    names = [manifest.label_names.get(lab, lab) for lab in labels]
+    name_of = dict(zip(labels, names, strict=True))
+    value_of = {lab: int(lab) if lab.lstrip("-").isdigit() else lab for lab in labels}
+    return Prediction(
+        model=manifest.name, version=manifest.version, kind=kind, labels=chosen,
+        label_names=[name_of[c] for c in chosen], values=[value_of[c] for c in chosen], scores=scores,
+        probabilities=[dict(zip(labels, row, strict=True)) for row in rounded.tolist()],
+        threshold=manifest.threshold if positive is not None else None, inference_ms=inference_ms)
 
 
 def decide_rows(manifest: Manifest, probabilities: np.ndarray) -> list[str]:
@@ -119,11 +162,3 @@ def _positive_index(manifest: Manifest) -> int | None:
     if manifest.activation == "sigmoid" or (manifest.positive_label and len(manifest.labels) == 2):
         return manifest.labels.index(manifest.positive_label or manifest.labels[1])
     return None
-
-
-def clean_filename(filename: str | None) -> str | None:
-    """The client's file name without any path or control characters, at most 255 characters."""
-    if not filename:
-        return None
-    name = _UNSAFE_FILENAME.sub("", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip()
-    return name[:255] or None

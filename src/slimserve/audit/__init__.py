@@ -82,7 +82,8 @@ class HashInput:
 
 def init_app(app: Flask) -> None:
     """Record every prediction request once its response is ready."""
-    from slimserve.views.context import PREDICTION_ENDPOINTS, prediction_target
+    from slimserve.views.context import prediction_target
+    from slimserve.views.predict import PREDICTION_ENDPOINTS
 
     sink = build_sink(app.config)
     app.extensions["slimserve.audit"] = sink

@@ -6,9 +6,15 @@ from flask import Flask
 
 
 def init_app(app: Flask) -> None:
-    """Register every blueprint and the error handlers."""
-    from slimserve.views import docs, errors, health, invocations, models, predict
+    """Register every route and the error handlers.
+
+    Routes: `views.predict` (`/predict`, `/models/<name>/predict`, `/invocations`,
+    `/models/<name>/invocations`), `views.health` (`/health`, `/ready`, `/ping`, `/version`),
+    `views.models` (`/models`, `/models/<name>`, `/models/<name>/ready`), `views.docs` (`/openapi.json`, `/`).
+    """
+    from slimserve.views import docs, errors, health, models, predict
 
     errors.init_app(app)
-    for module in (health, predict, invocations, models, docs):
+    predict.init_app(app, app.extensions["slimserve.service"], app.extensions["slimserve.body_limits"])
+    for module in (health, models, docs):
         app.register_blueprint(module.bp)

@@ -25,17 +25,19 @@ def service() -> PredictionService:
 def body_limit(entry: ModelEntry) -> int:
     """The largest request body the model's routes read: sized from the row limit for tabular models."""
     return current_app.extensions["slimserve.body_limits"][entry.manifest.name]
-# The routes that run a model: access control and the audit trail apply to exactly these.
-PREDICTION_ENDPOINTS = frozenset({"predict.predict_default", "predict.predict_named",
-                                  "invocations.invocations_default", "invocations.invocations_named"})
-
-
 def prediction_target() -> ModelEntry | None:
-    """The model the current prediction request names; None for other routes or an unknown model name."""
+    """The model the current prediction request reaches (as the service resolves it); None if none."""
+    from slimserve.errors import SlimserveError
+    from slimserve.service import MLFLOW, RECORDS
+    from slimserve.views.predict import INVOCATIONS_ENDPOINTS, PREDICTION_ENDPOINTS
+
     if request.method != "POST" or request.endpoint not in PREDICTION_ENDPOINTS:
         return None  # a CORS preflight (OPTIONS) carries no credentials and runs no model
-    reg = registry()
-    return reg.entries.get((request.view_args or {}).get("name") or reg.default_name)
+    try:
+        fmt = MLFLOW if request.endpoint in INVOCATIONS_ENDPOINTS else RECORDS
+        return service().resolve((request.view_args or {}).get("name"), request.mimetype, fmt)
+    except SlimserveError:
+        return None  # an unknown model: the route answers 404 (or 400) itself
 
 
 def git_commit() -> str | None:

@@ -20,8 +20,10 @@ def openapi():
         from slimserve.openapi import build_spec
 
         manifests = [entry.manifest for entry in registry().entries.values()]
+        table_default = current_app.extensions["slimserve.service"].default_table()
         cached = current_app.extensions["slimserve.openapi"] = build_spec(
-            manifests, registry().default_name, current_app.config["MAX_ROWS"])
+            manifests, registry().default_name, current_app.config["MAX_ROWS"],
+            table_default.manifest.name if table_default else None)
         guard = current_app.extensions.get("slimserve.auth")
         if guard is not None:  # access control on: declare who may call which route
             from slimserve.auth.policy import document_security

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import orjson
-from flask import Blueprint, current_app
+from flask import Blueprint, Response, current_app
 
 from slimserve import __version__
 from slimserve.registry import ModelRegistry
@@ -22,8 +22,7 @@ def health_state() -> tuple[dict, int]:
 
 def ready_state(reg: ModelRegistry) -> tuple[dict, int]:
     """Readiness body and status: 200 once every model is loaded, 503 until then."""
-    models = {name: ("ready" if entry.ready else "failed" if entry.error else "loading")
-              for name, entry in reg.entries.items()}
+    models = {name: entry.state for name, entry in reg.entries.items()}
     ready = reg.ready
     return {"ready": ready, "models": models}, (200 if ready else 503)
 
@@ -51,6 +50,12 @@ def ready():
     """Readiness: 200 once every model is loaded, 503 until then."""
     body, status = ready_state(registry())
     return ReadySchema().dump(body), status
+
+
+@bp.get("/ping")
+def ping():
+    """MLflow's health check: 200 with an empty line once the models are loaded."""
+    return Response("\n", status=200 if registry().ready else 503, mimetype="application/json")
 
 
 @bp.get("/version")

@@ -57,5 +57,4 @@ def get_model(name: str):
 def model_ready(name: str):
     """Readiness of one model."""
     entry = registry().get(name)
-    state = "ready" if entry.ready else "failed" if entry.error else "loading"
-    return ReadySchema().dump({"ready": entry.ready, "models": {name: state}}), (200 if entry.ready else 503)
+    return ReadySchema().dump({"ready": entry.ready, "models": {name: entry.state}}), (200 if entry.ready else 503)

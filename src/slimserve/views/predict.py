@@ -1,35 +1,152 @@
-"""Prediction routes: an image (multipart `-F file=@x.jpg` or a raw body), or records for tabular models."""
+"""Prediction routes: read the request, call the service's one entry, shape the answer. Nothing else.
+
+`/predict` and `/models/<name>/predict` answer slimserve's own shapes (one image → `filename`,
+`prediction`, `probability`…; records → a label, label name and probabilities per record);
+`/invocations` answers MLflow's scoring protocol for any model. Which model, and how its body is decoded,
+is the service's business.
+"""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+import re
+from typing import Any
 
-from flask import Blueprint, g
+from flask import Blueprint, Flask, g, request
+from marshmallow import ValidationError
 
-from slimserve.schemas import PredictionSchema
-from slimserve.views.context import registry, service
-from slimserve.views.invocations import predict_records
-from slimserve.views.uploads import read_upload
+from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, safe_name
+from slimserve.schemas import InvocationsSchema, PredictionSchema, RecordsResponseSchema, UploadSchema
+from slimserve.service import IMAGE_BODY_TYPES, MLFLOW, RECORDS, Prediction, PredictionService, Request
 
-bp = Blueprint("predict", __name__)
-_prediction_schema = PredictionSchema()
-
-
-@bp.post("/predict")
-def predict_default():
-    """Classify one image with the default model."""
-    return _predict(None)
-
-
-@bp.post("/models/<name>/predict")
-def predict_named(name: str):
-    """Classify one image, or a list of records, with the named model."""
-    if registry().get(name).is_tabular:
-        return predict_records(name)
-    return _predict(name)
+# Endpoints that run a model: access control, rate limits and the audit trail key on exactly these.
+PREDICT_ENDPOINTS = frozenset({"predict.predict_default", "predict.predict_named"})
+INVOCATIONS_ENDPOINTS = frozenset({"predict.invocations_default", "predict.invocations_named"})
+PREDICTION_ENDPOINTS = PREDICT_ENDPOINTS | INVOCATIONS_ENDPOINTS
+TABLE_TYPES = frozenset({"application/json", "text/csv"})
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+_UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
+_upload_schema = UploadSchema()
+_prediction = PredictionSchema()
+_records = RecordsResponseSchema()
+_invocations = InvocationsSchema()
 
 
-def _predict(model: str | None):
-    data, filename = read_upload()
-    result = service().predict_image(data, filename, model)
-    return _prediction_schema.dump({**asdict(result), "request_id": g.request_id})
+class PredictionRoutes:
+    """The prediction endpoints, bound to the service they call (passed in, not looked up)."""
+
+    def __init__(self, service: PredictionService, body_limits: dict[str, int]) -> None:
+        self.service = service
+        self.body_limits = body_limits
+
+    def predict(self, name: str | None = None):
+        """One image, or `{"records": [...]}` for a tabular model."""
+        body, content_type, filename = self._read(name, RECORDS)
+        result = self.service.predict(name, Request(body, content_type, RECORDS))
+        if result.kind == "table":
+            return _records.dump({
+                "model": result.model, "version": result.version, "inference_ms": result.inference_ms,
+                "predictions": [{"label": lab, "label_name": nam, "probabilities": probs} for lab, nam, probs
+                                in zip(result.labels, result.label_names, result.probabilities, strict=True)],
+                "request_id": g.request_id})
+        return _prediction.dump(image_answer(result, clean_filename(filename)))
+
+    def invocations(self, name: str | None = None):
+        """MLflow's scoring protocol: one prediction per row; probabilities with `?probabilities=true`."""
+        with_probabilities = flag("probabilities")
+        body, content_type, _ = self._read(name, MLFLOW)
+        result = self.service.predict(name, Request(body, content_type, MLFLOW))
+        answer: dict[str, Any] = {"predictions": result.values if result.kind == "table" else result.labels}
+        if with_probabilities:
+            answer["probabilities"] = result.probabilities
+        return _invocations.dump(answer)
+
+    def _read(self, name: str | None, fmt: str) -> tuple[bytes, str, str | None]:
+        """The body (a multipart `file` part or the raw body), its type, and the client's file name."""
+        mimetype = request.mimetype
+        if mimetype == "multipart/form-data":
+            data, filename = read_multipart()
+            return data, mimetype, filename
+        if mimetype not in IMAGE_BODY_TYPES and mimetype not in TABLE_TYPES:
+            raise UnsupportedMediaType("send multipart/form-data with a `file` field, a raw image/jpeg or image/png "
+                                       "body, or application/json or text/csv records", code="unsupported_media_type")
+        # Sized per model: from the row limit for tabular models, so a too-long table is refused unread.
+        entry = self.service.resolve(name, mimetype, fmt)
+        request.max_content_length = self.body_limits[entry.manifest.name]
+        data = read_body()
+        if not data:
+            raise BadRequest("the request body is empty", code="empty_file", field="file")
+        # The name belongs in a header (or the multipart part): URLs end up in logs. `?filename=` is still read.
+        return data, mimetype, request.headers.get("X-Filename") or request.args.get("filename")
+
+
+def image_answer(result: Prediction, filename: str | None) -> dict[str, Any]:
+    """The `/predict` answer for one image; its first three keys are a contract with earlier clients."""
+    return {"filename": filename, "prediction": result.labels[0], "probability": result.scores[0],
+            "probabilities": result.probabilities[0], "threshold": result.threshold, "model": result.model,
+            "version": result.version, "inference_ms": result.inference_ms, "request_id": g.request_id}
+
+
+def flag(name: str) -> bool:
+    """A true/false query parameter; anything else is a 400, not silently false."""
+    value = request.args.get(name, "").lower()
+    if value not in _FLAGS:
+        raise BadRequest(f"`{name}` must be true or false", code="invalid_parameter", field=name)
+    return _FLAGS[value]
+
+
+def read_body() -> bytes:
+    """The raw request body, refused with 413 past `request.max_content_length` (also when chunked)."""
+    data = request.get_data(cache=False)
+    limit = request.max_content_length
+    # A chunked body has no Content-Length to check up front; werkzeug stops reading at the limit
+    # without complaint, so a body that filled the limit is treated as too large rather than cut short.
+    if limit is not None and request.content_length is None and len(data) >= limit:
+        raise PayloadTooLarge("the request body is larger than the upload limit", code="payload_too_large")
+    return data
+
+
+def read_multipart() -> tuple[bytes, str | None]:
+    """The one `file` part of a multipart form, and its file name; every other part is an error."""
+    parts = {key: request.files.getlist(key) for key in request.files}
+    for key in request.form:
+        parts.setdefault(key, []).extend(request.form.getlist(key))
+    try:
+        _upload_schema.load(parts)
+    except ValidationError as exc:
+        raise upload_error(exc.normalized_messages()) from None
+    upload = parts["file"][0]
+    if isinstance(upload, str):
+        raise BadRequest("`file` must be a file part, not a text field", code="missing_file", field="file")
+    data = upload.read()
+    if not data:
+        raise BadRequest("the uploaded file is empty", code="empty_file", field="file")
+    return data, upload.filename
+
+
+def upload_error(messages: dict) -> BadRequest:
+    """The 400 for a multipart form that is not exactly one `file` part."""
+    if "file" in messages:
+        if "Missing data for required field." in messages["file"]:
+            return BadRequest("a multipart field called `file` is required", code="missing_file", field="file")
+        return BadRequest("send exactly one file per request", code="too_many_files", field="file")
+    field = sorted(messages, key=str)[0]  # a part without a usable name parses to the key None
+    return BadRequest("unexpected field; only `file` is accepted", code="unexpected_field", field=safe_name(field))
+
+
+def clean_filename(filename: str | None) -> str | None:
+    """The client's file name without any path or control characters, at most 255 characters."""
+    if not filename:
+        return None
+    name = _UNSAFE_FILENAME.sub("", filename.replace("\\", "/").rsplit("/", 1)[-1]).strip()
+    return name[:255] or None
+
+
+def init_app(app: Flask, service: PredictionService, body_limits: dict[str, int]) -> None:
+    """Register the prediction routes, bound to `service`."""
+    routes = PredictionRoutes(service, body_limits)
+    bp = Blueprint("predict", __name__)  # one per app: routes are bound to that app's service
+    bp.add_url_rule("/predict", "predict_default", routes.predict, methods=["POST"])
+    bp.add_url_rule("/models/<name>/predict", "predict_named", routes.predict, methods=["POST"])
+    bp.add_url_rule("/invocations", "invocations_default", routes.invocations, methods=["POST"])
+    bp.add_url_rule("/models/<name>/invocations", "invocations_named", routes.invocations, methods=["POST"])
+    app.register_blueprint(bp)
