@@ -121,6 +121,20 @@ def test_a_chunked_upload_is_buffered_and_answered(server):
     assert status_of(answer) == 200 and b'"prediction"' in answer
 
 
+def test_expect_100_continue_gets_its_interim_answer_before_the_body(server):
+    body, content_type = sample_upload()
+    head = (f"POST /predict HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: {content_type}\r\n"
+            f"Content-Length: {len(body)}\r\nExpect: 100-continue\r\n\r\n").encode()
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as sock:
+        sock.sendall(head)
+        sock.settimeout(0.5)  # a client waiting for the 100 (curl waits 1 s, then sends anyway)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+        sock.settimeout(10)
+        sock.sendall(body)
+        answer = b"".join(iter(lambda: sock.recv(65536), b""))
+    assert b"HTTP/1.1 200 OK" in answer and b'"prediction"' in answer
+
+
 def test_pipelined_requests_on_one_connection_are_all_answered(server):
     two = b"GET /health HTTP/1.1\r\nHost: t\r\n\r\nGET /ready HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
     answer = raw_request(server.port, two)

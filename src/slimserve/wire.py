@@ -42,6 +42,7 @@ class RequestBuffer:
         self.content_length: int | None = None
         self.chunked = False
         self.keep_alive = True  # HTTP/1.1 default; `Connection: close` or HTTP/1.0 turn it off
+        self.expects_continue = False  # `Expect: 100-continue`: the client waits for a 100 before its body
         self._scan = 0  # chunked: offset of the next chunk-size line
         if data:
             self.feed(b"")
@@ -81,6 +82,8 @@ class RequestBuffer:
                 lengths.append(value.strip())
             elif name == b"transfer-encoding":
                 codings.append(value.strip().lower())
+            elif name == b"expect":
+                self.expects_continue = value.strip().lower() == b"100-continue"
             elif name == b"connection":
                 tokens = value.strip().lower()
                 self.keep_alive = b"close" not in tokens and (self.keep_alive or b"keep-alive" in tokens)

@@ -129,8 +129,13 @@ class BufferingWorker(ThreadWorker):
         buf = conn.buffer
         if buf.state == "bad":
             return self._reply(conn, 431 if buf.problem == "headers_too_large" else 400, buf.problem)
-        if not had_head and buf.head_end is not None and not self._admit(conn):
-            return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(), drain=buf.state == "reading")
+        if not had_head and buf.head_end is not None:
+            if not self._admit(conn):
+                return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(),
+                                   drain=buf.state == "reading")
+            if buf.expects_continue and buf.state == "reading":  # curl waits ~1 s for this before sending
+                with contextlib.suppress(OSError):
+                    conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
         if buf.state == "complete" and buf.method == "GET" and buf.path in self.probes:
             self._probe(conn)
         elif buf.state in ("complete", "oversized"):
