@@ -84,24 +84,24 @@ def alpha(png: bytes) -> np.ndarray:
 
 def test_the_png_keeps_the_uploads_aspect_ratio_and_is_small(tmp_path):
     png = cam_png(with_all(tmp_path), cam_with_hot_cell(0, 0), (1600, 900))
-    assert Image.open(io.BytesIO(png)).size == (256, 144)
-    assert Image.open(io.BytesIO(cam_png(with_all(tmp_path), cam_with_hot_cell(0, 0), (200, 120)))).size == (200, 120)
+    assert Image.open(io.BytesIO(png)).size == (128, 72)
+    assert Image.open(io.BytesIO(cam_png(with_all(tmp_path), cam_with_hot_cell(0, 0), (100, 60)))).size == (100, 60)
 
 
 @pytest.mark.parametrize("row, col", [(0, 0), (0, 11), (11, 0), (6, 3)])
 def test_the_hottest_cell_lands_where_it_lies_on_the_whole_image(tmp_path, row, col):
-    heat = alpha(cam_png(with_all(tmp_path), cam_with_hot_cell(row, col), (480, 240)))
+    heat = alpha(cam_png(with_all(tmp_path), cam_with_hot_cell(row, col), (120, 96)))
     y, x = np.unravel_index(np.argmax(heat), heat.shape)
     # Cell (row, col) of a 12×12 map covers 1/12 of each side of the (whole, uncropped) upload.
     assert int(y * 12 / heat.shape[0]) == row and int(x * 12 / heat.shape[1]) == col
 
 
 def test_with_a_center_square_crop_the_map_covers_only_the_square(tmp_path):
-    heat = alpha(cam_png(with_all(tmp_path, crop="center_square"), cam_with_hot_cell(0, 0), (240, 120)))
-    assert heat.shape == (120, 240)
-    assert heat[:, :60].max() == 0 and heat[:, 180:].max() == 0
+    heat = alpha(cam_png(with_all(tmp_path, crop="center_square"), cam_with_hot_cell(0, 0), (120, 60)))
+    assert heat.shape == (60, 120)
+    assert heat[:, :30].max() == 0 and heat[:, 90:].max() == 0
     y, x = np.unravel_index(np.argmax(heat), heat.shape)
-    assert y < 120 / 12 and 60 <= x < 60 + 120 / 12
+    assert y < 60 / 12 and 30 <= x < 30 + 60 / 12
 
 
 def test_negative_evidence_draws_nothing(tmp_path):
