@@ -87,6 +87,11 @@ def test_a_short_run_writes_a_served_model_with_calibration_refusal_and_cam(tmp_
     assert manifest.compiled is not None and manifest.onnx == {"probabilities_output": "probability"}
     assert manifest.calibration.method == "platt" and manifest.ood.output == "ood_distance"
     assert manifest.cam.output == "cam" and manifest.input.crop == "none"
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(manifest.compiled_path), providers=["CPUExecutionProvider"])
+    # By name, not position: tf2onnx orders a dict's outputs by key; the manifest names the one to read.
+    assert sorted(output.name for output in session.get_outputs()) == ["cam", "ood_distance", "probability"]
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["test"]["n"] == 4 and len(metrics["samples"]) == 8
     assert metrics["val"]["refused_as_out_of_scope"] <= 0.01 + 1e-9
