@@ -31,6 +31,14 @@ from slimserve.contracts import (
     without_unset,
 )
 from slimserve.errors import ModelConfigError
+from slimserve.model_extras import (
+    ActivationMap,
+    ActivationMapSchema,
+    Calibration,
+    CalibrationSchema,
+    OutOfScope,
+    OutOfScopeSchema,
+)
 
 # The input contracts are re-exported: `manifest.Feature` is the one feature model of the project.
 __all__ = ["COLOR_CHANNELS", "CROPS", "FEATURE_TYPES", "MANIFEST_NAME", "RESIZE_METHODS", "Artifact", "Compiled",
@@ -83,6 +91,9 @@ class Manifest:
     compiled: Compiled | None = None
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    calibration: Calibration | None = None
+    ood: OutOfScope | None = None
+    cam: ActivationMap | None = None
     schema_version: int = SCHEMA_VERSION
     folder: Path = field(default=Path("."), compare=False)
 
@@ -150,6 +161,9 @@ class ManifestSchema(Schema):
     compiled = fields.Nested(CompiledSchema, load_default=None, allow_none=True)
     training = fields.Dict(load_default=dict)
     metrics = fields.Dict(load_default=dict)
+    calibration = fields.Nested(CalibrationSchema, load_default=None, allow_none=True)
+    ood = fields.Nested(OutOfScopeSchema, load_default=None, allow_none=True)
+    cam = fields.Nested(ActivationMapSchema, load_default=None, allow_none=True)
 
     @validates_schema
     def _labels_fit_activation(self, data: dict[str, Any], **_: Any) -> None:

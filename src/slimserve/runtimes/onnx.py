@@ -54,3 +54,10 @@ class OnnxRuntime:
         feed = inputs if isinstance(inputs, dict) else {self._input_name: inputs}
         (raw,) = self._session.run(self._outputs, feed)
         return to_class_probabilities(raw, self.manifest.activation)
+
+    def predict_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the graph by name (probability, and e.g. `ood_distance` and `cam`) for an image batch."""
+        if self._session is None:
+            raise RuntimeError("runtime not loaded")
+        names = [output.name for output in self._session.get_outputs()]
+        return dict(zip(names, self._session.run(names, {self._input_name: batch}), strict=True))
