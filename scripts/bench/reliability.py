@@ -350,7 +350,12 @@ def rate_limited(env: Envelope, uploads: list[Upload], clients: int = 4, seconds
 
 def table(header: list[str], rows: list[list[object]]) -> list[str]:
     """A markdown table ('-' for missing values)."""
-    cells = [[("-" if v is None else str(v)).replace("|", "/") for v in row] for row in rows]
+    def text(v: object) -> str:
+        if isinstance(v, dict):
+            return ", ".join(f"{k}: {n}" for k, n in v.items())
+        return ", ".join(map(str, v)) if isinstance(v, list) else "-" if v is None else str(v)
+
+    cells = [[text(v).replace("|", "/") for v in row] for row in rows]
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in cells)]
 
 
@@ -381,7 +386,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--case-timeout", type=float, default=20.0, help="socket timeout per hostile request (s)")
     parser.add_argument("--corpus-budget", type=float, default=300.0, help="time for the whole corpus (s)")
     parser.add_argument("--st-cases", type=int, default=2000, help="schemathesis cases to aim for")
-    parser.add_argument("--st-seconds", type=int, default=150, help="schemathesis time bound (s)")
+    parser.add_argument("--st-seconds", type=int, default=120, help="schemathesis time bound (s)")
     parser.add_argument("--st-venv", type=Path, default=Path.home() / ".cache" / "slimserve" / "venv-st",
                         help=f"a venv with {SCHEMATHESIS} (created when missing)")
     parser.add_argument("--slow-connections", type=int, default=100)
