@@ -178,3 +178,11 @@ def test_a_500_during_schemathesis_or_beside_slow_clients_fails_the_5xx_goal():
     fuzzed = {"failure_count": 0, "cases_generated": 2500, "access_log_statuses": {"200": 9, "500": 2, "503": 4}}
     assert goals(report(slowloris=[slow]))["server_errors_5xx"]["value"] == 1
     assert goals(report(schemathesis=fuzzed))["server_errors_5xx"]["value"] == 2
+
+
+def test_slow_429s_of_the_rate_limited_run_fail_the_shedding_goal_but_do_not_count_as_throughput():
+    limited = {"route": "/predict", "concurrency": 4, "req_per_s_200": 99.0, "statuses": {"200": 5, "429": 20},
+               "oom_kills": 0, "shed_ms": {"n": 20, "p99": 80.0}, "health_ms": {"n": 5, "p99": 10.0}}
+    result = goals(report(rate_limited=limited))
+    assert result["shedding_p99_ms"] == {"value": 80.0, "limit": 50.0, "pass": False}
+    assert result["predict_req_per_s"]["value"] == 12.0

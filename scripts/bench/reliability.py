@@ -97,11 +97,6 @@ class Envelope:
                                 extra_env=self.extra_env)
         self.settle(limit=180)
 
-    @property
-    def port(self) -> int:
-        """The server's loopback port."""
-        return self.server.port
-
     def workers(self) -> list[int]:
         """Live worker pids (the master's descendants)."""
         return [pid for pid in process_tree(self.server.proc.pid) if pid != self.server.proc.pid]
@@ -136,7 +131,7 @@ class Envelope:
                 self.start()
             ready = False
             while not ready and time.monotonic() - began < limit and self.server.proc.poll() is None:
-                ready = exchange(self.port, "GET", "/ready", timeout=HEALTH_TIMEOUT).status == 200
+                ready = exchange(self.server.port, "GET", "/ready", timeout=HEALTH_TIMEOUT).status == 200
                 time.sleep(0 if ready else 0.2)
             for _ in range(100):  # idle: under 5 ms of worker CPU in 0.3 s
                 before = sum(self.cpu(p) for p in self.workers())
@@ -176,7 +171,7 @@ def measured(env: Envelope, action: Callable[[], object]) -> tuple[object, dict,
 
 def run_case(env: Envelope, case: Case, timeout: float) -> dict:
     """Send one hostile case (`copies` at once) and measure it; then let the server recover."""
-    send = lambda _: exchange(env.port, "POST", case.path, case.body, case.content_type, timeout,  # noqa: E731
+    send = lambda _: exchange(env.server.port, "POST", case.path, case.body, case.content_type, timeout,  # noqa: E731
                               case.declared_length)
     with ThreadPoolExecutor(case.copies) as pool:
         outcomes, row, aftermath = measured(env, lambda: list(pool.map(send, range(case.copies))))
@@ -211,10 +206,10 @@ def schemathesis_venv(venv: Path) -> Path:
 
 def run_schemathesis(env: Envelope, venv: Path, cases: int, seconds: int, workdir: Path) -> dict:
     """schemathesis against /openapi.json in the envelope: cases generated, failures by kind, 5xx in the log."""
-    spec = json.loads(exchange(env.port, "GET", "/openapi.json", timeout=30, keep=10**7).body or b"{}")
+    spec = json.loads(exchange(env.server.port, "GET", "/openapi.json", timeout=30, keep=10**7).body or b"{}")
     operations = sum(1 for item in spec.get("paths", {}).values() for method in item if method in ("get", "post"))
     out = workdir / "schemathesis.json"
-    argv = [str(schemathesis_venv(venv)), "run", f"http://{HOST}:{env.port}/openapi.json", "--checks", "all",
+    argv = [str(schemathesis_venv(venv)), "run", f"http://{HOST}:{env.server.port}/openapi.json", "--checks", "all",
             "--max-examples", str(math.ceil(cases / max(operations, 1))), "--workers", "1", "--seed", "1",
             "--request-timeout", "10", "--max-time", str(seconds), "--no-shrink", "--warnings", "off",
             "--suppress-health-check", "all", "--phases", "examples,coverage,fuzzing", "--report", "json",
@@ -239,9 +234,9 @@ def slowloris(env: Envelope, mode: str, upload: Upload, connections: int, second
     """Slow or lying connections held open while normal clients poll /health and /predict."""
     env.settle()
     held: dict = {}
-    found = with_background(env.port, [("health", "/health", None, 0.2, HEALTH_TIMEOUT),
+    found = with_background(env.server.port, [("health", "/health", None, 0.2, HEALTH_TIMEOUT),
                                        ("predict", "/predict", upload, 0.5, 10.0)],
-                            lambda: held.update(hold_slow(env.port, mode, upload, connections, seconds)))
+                            lambda: held.update(hold_slow(env.server.port, mode, upload, connections, seconds)))
     return {"mode": mode, "connections": connections, "seconds": seconds, "connected": held["connected"],
             "dropped_by_server": len(held["dropped"]), "drop_after_s": stats(held["dropped"]),
             "answers_on_slow_connections": held["answers"],
@@ -250,32 +245,19 @@ def slowloris(env: Envelope, mode: str, upload: Upload, connections: int, second
 
 
 def load(env: Envelope, path: str, uploads: list[Upload], concurrency: int, seconds: float) -> dict:
-    """`concurrency` clients back to back for `seconds`, /health polled beside them."""
+    """`concurrency` clients back to back for `seconds` (each then finishes its request), /health polled beside."""
     env.settle()
-    results: list[Outcome] = []
+    jobs = [("health", "/health", None, 0.1, HEALTH_TIMEOUT)]
+    jobs += [(f"c{n}", path, uploads[n % len(uploads)], 0.0, 30.0) for n in range(concurrency)]
     began = time.monotonic()
-
-    def clients() -> None:
-        deadline = time.monotonic() + seconds
-
-        def client(n: int) -> None:
-            for i in range(100_000):
-                if time.monotonic() > deadline:
-                    return
-                upload = uploads[(n + i) % len(uploads)]
-                results.append(exchange(env.port, "POST", path, upload.body, upload.content_type, 30.0))
-
-        with ThreadPoolExecutor(concurrency) as pool:
-            list(pool.map(client, range(concurrency)))
-
-    found, row, aftermath = measured(env, lambda: with_background(
-        env.port, [("health", "/health", None, 0.1, HEALTH_TIMEOUT)], clients))
+    found, row, aftermath = measured(env, lambda: with_background(env.server.port, jobs, lambda: time.sleep(seconds)))
     elapsed = time.monotonic() - began
     row["settle"] = env.settle()
     row.update(aftermath())
+    health = found.pop("health")
+    results = [o for runs in found.values() for o in runs]
     ok = [o.ms for o in results if o.status == 200]
     shed = [o for o in results if o.status in (503, 429)]
-    health = found["health"]
     return {"route": path, "concurrency": concurrency, "seconds": round(elapsed, 1), "requests": len(results),
             "req_per_s_200": round(len(ok) / elapsed, 2), "statuses": statuses(results), "latency_200_ms": stats(ok),
             "shed_ms": stats([o.ms for o in shed]), "shed_with_retry_after": sum(1 for o in shed if o.retry_after),
@@ -297,7 +279,7 @@ def sigterm_under_load(env: Envelope, uploads: list[Upload], concurrency: int, a
         found["exited"] = time.monotonic()
 
     jobs = [(f"c{n}", "/predict", uploads[n % len(uploads)], 0.0, 30.0) for n in range(concurrency)]
-    outcomes = [o for runs in with_background(env.port, jobs, term).values() for o in runs]
+    outcomes = [o for runs in with_background(env.server.port, jobs, term).values() for o in runs]
     failed = [o for o in outcomes if not isinstance(o.status, int) and o.status not in ("refused", "no connection")]
     return {"concurrency": concurrency, "sigterm_after_s": after, "requests": len(outcomes),
             "statuses": statuses(outcomes), "failed_in_flight": len(failed),
@@ -310,14 +292,15 @@ def goals(report: dict) -> dict:
     """Each goal: value, limit and pass (None when it could not be measured)."""
     corpus_rows = [r for r in report["corpus"] if "oom_kills" in r]
     loads = report["load"]
-    oom = sum(r["oom_kills"] for r in corpus_rows) + sum(r["oom_kills"] for r in loads)
+    runs = loads + ([report["rate_limited"]] if "rate_limited" in report else [])  # the 429 run sheds too
+    oom = sum(r["oom_kills"] for r in corpus_rows) + sum(r["oom_kills"] for r in runs)
     seen = [s for r in corpus_rows for s in (r["status"] if isinstance(r["status"], list) else [r["status"]])]
-    counted = [r["statuses"] for r in loads] + [report.get("schemathesis", {}).get("access_log_statuses", {})]
+    counted = [r["statuses"] for r in runs] + [report.get("schemathesis", {}).get("access_log_statuses", {})]
     counted += [r[f"{name}_statuses"] for r in report["slowloris"] for name in ("health", "predict")]
     seen += [int(k) for found in counted for k, n in found.items() for _ in range(n) if k.isdigit()]
     refused = [r["worker_cpu_s"] for r in corpus_rows if isinstance(r["status"], int) and 400 <= r["status"] < 600]
     unanswered = [r["name"] for r in corpus_rows if not isinstance(r["status"], int)]
-    shed = [r["shed_ms"]["p99"] for r in loads if r["shed_ms"]["n"]]
+    shed = [r["shed_ms"]["p99"] for r in runs if r["shed_ms"]["n"]]
     health = [r["health_ms"].get("p99", math.inf) for r in loads if r["concurrency"] == max(
         x["concurrency"] for x in loads)] + [r["health_ms"].get("p99", math.inf) for r in report["slowloris"]]
     predict = [r["req_per_s_200"] for r in loads if r["route"] == "/predict"]
@@ -335,17 +318,6 @@ def goals(report: dict) -> dict:
     out["schemathesis_cases_at_least_2000"] = {"value": st.get("cases_generated"),
                                                "pass": (st.get("cases_generated") or 0) >= 2000}
     return out
-
-
-def rate_limited(env: Envelope, uploads: list[Upload], clients: int = 4, seconds: float = 3.0) -> dict:
-    """A burst of /predict with rate limits on: 429s, their latency and Retry-After."""
-    env.settle()
-    jobs = [(f"c{n}", "/predict", uploads[n % len(uploads)], 0.0, 30.0) for n in range(clients)]
-    outcomes = [o for runs in with_background(env.port, jobs, lambda: time.sleep(seconds)).values() for o in runs]
-    limited = [o for o in outcomes if o.status == 429]
-    return {"rate_limit_env": env.extra_env, "requests": len(outcomes), "statuses": statuses(outcomes),
-            "limited_ms": stats([o.ms for o in limited]),
-            "limited_with_retry_after": sum(1 for o in limited if o.retry_after)}
 
 
 def table(header: list[str], rows: list[list[object]]) -> list[str]:
@@ -449,7 +421,8 @@ def main(argv: list[str] | None = None) -> int:
             limited = Envelope("limited", workdir, {"SLIMSERVE_RATE_LIMITS": args.rate_limits_on})
             try:
                 limited.start()
-                report["rate_limited"] = rate_limited(limited, uploads)
+                # The same clients as the load runs, with limits on: 429s, their latency and Retry-After.
+                report["rate_limited"] = {"env": limited.extra_env, **load(limited, "/predict", uploads, 4, 3.0)}
             finally:
                 limited.close()
     report["seconds"] = round(time.monotonic() - started, 1)
