@@ -365,8 +365,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--slow-seconds", type=float, default=30.0)
     parser.add_argument("--levels", default="8,32,128", help="load concurrency levels")
     parser.add_argument("--load-seconds", type=float, default=15.0, help="per level and route")
-    parser.add_argument("--rate-limits-off", default="off", help="SLIMSERVE_RATE_LIMITS for the main server")
-    parser.add_argument("--rate-limits-on", default="5/second", help="SLIMSERVE_RATE_LIMITS for the 429 run")
+    parser.add_argument("--predict-limit", default="5/second",
+                        help="SLIMSERVE_RATE_LIMIT_PREDICT of the 429 run (the other runs keep server_env's limits)")
     parser.add_argument("--skip", default="", help="phases to skip: corpus,schemathesis,slowloris,load,sigterm,429")
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "reliability.json")
     return parser
@@ -375,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run every phase against one server (a second one for the 429 run), write the JSON, print the tables."""
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop gunicorn, remove the cgroups
     skip = set(args.skip.split(","))
     uploads = load_samples(SAMPLES)
     heart = tabular_manifests(MODELS)["heart_failure"]
@@ -386,7 +387,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="slimserve-reliability-") as tmp:
         workdir = Path(tmp)
-        env = Envelope("main", workdir, {"SLIMSERVE_RATE_LIMITS": args.rate_limits_off})
+        env = Envelope("main", workdir, {})
         try:
             env.start()
             report["envelope"].update(enforced=env.sandbox.active, notes=env.sandbox.notes,
@@ -418,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
                                      "access_log_statuses": log_statuses(lines), "log_notable": srv.notable(lines)}
         if "429" not in skip:
             print("reliability: rate limits on …", file=sys.stderr)
-            limited = Envelope("limited", workdir, {"SLIMSERVE_RATE_LIMITS": args.rate_limits_on})
+            limited = Envelope("limited", workdir, {"SLIMSERVE_RATE_LIMIT_ENABLED": "1",
+                                                    "SLIMSERVE_RATE_LIMIT_PREDICT": args.predict_limit})
             try:
                 limited.start()
                 # The same clients as the load runs, with limits on: 429s, their latency and Retry-After.
