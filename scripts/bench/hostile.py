@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import io
+import json
 import random
 import select
 import socket
@@ -115,11 +116,6 @@ def image_case(name: str, group: str, data: bytes, declares: dict | None = None,
     return Case(name, group, "/predict", body, ctype, copies=copies, declares={**(declares or {}), "bytes": len(data)})
 
 
-def valid_row(features: list[dict[str, Any]]) -> list[Any]:
-    """A row the manifest accepts: the first category or the minimum of every feature."""
-    return [f["categories"][0] if f["type"] == "category" else f.get("minimum") or 0 for f in features]
-
-
 def split_text(columns: list[str], row_text: str) -> bytes:
     """A dataframe_split body whose one row is given as raw JSON text (to carry NaN, 1e400, …)."""
     names = ",".join(f'"{c}"' for c in columns)
@@ -177,14 +173,12 @@ def multipart_cases() -> list[Case]:
     ]
 
 
-def tabular_cases(features: list[dict[str, Any]]) -> list[Case]:
-    """Oversized, deep and non-finite bodies for a tabular model's /invocations."""
-    columns = [f["name"] for f in features]
-    row = valid_row(features)
-    numeric = next(i for i, f in enumerate(features) if f["type"] != "category")
+def tabular_cases(columns: list[str], row: list[Any]) -> list[Case]:
+    """Oversized, deep and non-finite bodies for a tabular model's /invocations, around one valid row."""
+    numeric = next(i for i, v in enumerate(row) if isinstance(v, int | float) and not isinstance(v, bool))
 
     def with_cell(text: str) -> bytes:
-        cells = [text if i == numeric else f'"{v}"' if isinstance(v, str) else str(v) for i, v in enumerate(row)]
+        cells = [text if i == numeric else json.dumps(v) for i, v in enumerate(row)]
         return split_text(columns, "[" + ",".join(cells) + "]")
 
     json_type, csv_type = "application/json", "text/csv"
@@ -202,9 +196,9 @@ def tabular_cases(features: list[dict[str, Any]]) -> list[Case]:
     ]
 
 
-def corpus(features: list[dict[str, Any]]) -> list[Case]:
-    """Every hostile case, images first."""
-    return [*image_cases(), *multipart_cases(), *tabular_cases(features)]
+def corpus(columns: list[str], row: list[Any]) -> list[Case]:
+    """Every hostile case, images first; the tabular ones built around one valid row of a tabular model."""
+    return [*image_cases(), *multipart_cases(), *tabular_cases(columns, row)]
 
 
 def exchange(port: int, method: str, path: str, body: bytes = b"", content_type: str | None = None,

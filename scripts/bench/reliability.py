@@ -378,8 +378,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop gunicorn, remove the cgroups
     skip = set(args.skip.split(","))
     uploads = load_samples(SAMPLES)
-    heart = tabular_manifests(MODELS)["heart_failure"]
-    rows = build_payloads("heart_failure", heart).single_split
+    rows = build_payloads("heart_failure", tabular_manifests(MODELS)["heart_failure"]).single_split
+    split = json.loads(rows[0].body)["dataframe_split"]  # a real row of the data set
     report: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_facts(REPO),
                     "envelope": {"cpu_quota_us": TENTH_VCPU, "cpu_period_us": 100_000, "memory_limit_mb": 256,
                                  "gunicorn_config": str(srv.GUNICORN_CONF), "models": "all bundled (as shipped)"},
@@ -393,7 +393,8 @@ def main(argv: list[str] | None = None) -> int:
             report["envelope"].update(enforced=env.sandbox.active, notes=env.sandbox.notes,
                                       command=env.server.command)
             if "corpus" not in skip:
-                report["corpus"] = run_corpus(env, corpus(heart), args.case_timeout, args.corpus_budget)
+                cases = corpus(split["columns"], split["data"][0])
+                report["corpus"] = run_corpus(env, cases, args.case_timeout, args.corpus_budget)
             if "schemathesis" not in skip:
                 print("reliability: schemathesis …", file=sys.stderr)
                 report["schemathesis"] = run_schemathesis(env, args.st_venv, args.st_cases, args.st_seconds, workdir)
