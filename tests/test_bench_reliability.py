@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scripts.bench.hostile import Outcome, corpus, exchange, jpeg_promising, png
+from scripts.bench.hostile import Outcome, corpus, exchange, jpeg_promising, png, retry_pause
 from scripts.bench.reliability import goals, is_5xx_failure, log_statuses, markdown, stats, statuses
 
 MANIFEST = Path(__file__).resolve().parents[1] / "artifacts" / "models" / "heart_failure" / "1.0.0" / "manifest.json"
@@ -187,3 +187,16 @@ def test_slow_429s_of_the_rate_limited_run_fail_the_shedding_goal_but_do_not_cou
     result = goals(report(rate_limited=limited))
     assert result["shedding_p99_ms"] == {"value": 80.0, "limit": 50.0, "pass": False}
     assert result["predict_req_per_s"]["value"] == 12.0
+
+
+def test_a_case_sent_twice_is_answered_only_if_both_copies_are():
+    rows = [{"name": "both", "status": [200, 413], "worker_cpu_s": 0.1, "oom_kills": 0},
+            {"name": "half", "status": [200, "connection closed"], "worker_cpu_s": 0.1, "oom_kills": 1}]
+    result = goals(report(corpus=rows))
+    assert result["corpus_every_case_answered"]["value"] == ["half"]
+    assert result["refused_cpu_s"]["value"] == 0.1
+
+
+@pytest.mark.parametrize(("header", "pause"), [("1", 1.0), ("30", 1.0), ("0", 0.0), (None, 0.0), ("soon", 0.0)])
+def test_shed_clients_wait_their_retry_after_up_to_a_second(header, pause):
+    assert retry_pause(header) == pause
