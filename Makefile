@@ -4,7 +4,7 @@ VENV ?= .venv
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench clean docker-test
+.PHONY: run test lint bench bench-reliability clean docker-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ docker-test:
 
 bench: $(VENV)/.dev
 	$(BIN)/python scripts/bench/envelope.py
+
+# Hostile input, schemathesis, slow clients, overload and SIGTERM in 0.1 vCPU / 256 MB (~10 min, root for cgroups).
+bench-reliability: $(VENV)/.dev
+	$(BIN)/python scripts/bench/reliability.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

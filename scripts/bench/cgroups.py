@@ -110,6 +110,16 @@ class Sandbox:
         if self.cpu_dir is not None:
             _write(self.cpu_dir / "cpu.cfs_quota_us", quota_us)
 
+    def reset_peak(self) -> bool:
+        """Reset memory.max_usage_in_bytes (so the next reading is the peak since now); False if not possible."""
+        if self.memory_dir is None:
+            return False
+        try:
+            _write(self.memory_dir / "memory.max_usage_in_bytes", 0)
+        except OSError:
+            return False
+        return True
+
     def pids(self) -> list[int]:
         """Processes currently in the memory cgroup."""
         if self.memory_dir is None:

@@ -57,9 +57,9 @@ def server_argv(port: int, app: str | None = None) -> list[str]:
 
 
 def start(repo: Path, runtime: str, model_path: Path, port: int, sandbox: Sandbox, log_path: Path,
-          repository: str = "", app: str | None = None) -> Server:
+          repository: str = "", app: str | None = None, extra_env: dict[str, str] | None = None) -> Server:
     """Spawn gunicorn; the child joins the sandbox before exec, so every import is charged and throttled."""
-    extra = server_env(runtime, model_path, port, repository)
+    extra = {**server_env(runtime, model_path, port, repository), **(extra_env or {})}
     argv = server_argv(port, app)
     command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in extra.items()), *map(shlex.quote, argv)])
     log = log_path.open("wb")
