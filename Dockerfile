@@ -15,7 +15,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
     PYTHONPATH=/app/src \
-    MODEL_PATH=/app/artifacts/models/pneumonia/1.0.0/model.h5 \
+    MODEL_PATH=/app/artifacts/models/pneumonia/2.0.0/model.h5 \
     PORT=8000
 # A fixed uid/gid so volume permissions are predictable; no home and no login shell.
 RUN groupadd --system --gid 10001 slimserve \

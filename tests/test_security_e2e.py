@@ -15,8 +15,10 @@ import uuid
 import pytest
 
 from tests.auth_support import BUNDLED_MODELS, LoopbackIssuer, bundled_manifests, key_for, valid_record
-from tests.conftest import image_bytes
+from tests.conftest import REPO
 from tests.server_process import ServerProcess, multipart
+
+XRAY = REPO / "tests" / "data" / "sample_xray.jpeg"
 
 pytestmark = pytest.mark.slow
 
@@ -59,7 +61,7 @@ def test_no_marker_leaks_and_every_prediction_is_audited():
     number_field = next(f.name for f in aids.features if f.type == "number")
     good = {**valid_record(aids), number_field: NUMBER}
     bad = {**valid_record(aids), number_field: VALUE}
-    image = image_bytes()
+    image = XRAY.read_bytes()  # a real X-ray: pneumonia 2.0.0 refuses what is not one
     raw_headers = {"Content-Type": "image/jpeg", "X-Patient-ID": PATIENT}
     form, form_type = multipart("file", FILENAME, image)
     requests = [  # (method, path, body, headers, expected status)
@@ -110,7 +112,7 @@ def test_no_marker_leaks_and_every_prediction_is_audited():
 
 def test_predictions_shed_by_the_worker_are_audited_too():
     """Past the in-flight bound the event loop answers 503 itself; each of those answers has a record."""
-    body, content_type = multipart("file", "x.jpeg", image_bytes())
+    body, content_type = multipart("file", "x.jpeg", XRAY.read_bytes())
     request = (f"POST /predict HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Type: {content_type}\r\n"
                f"Content-Length: {len(body)}\r\n\r\n").encode() + body
     env = {"MODEL_REPOSITORY": "", "SLIMSERVE_MAX_INFLIGHT": "1", "GUNICORN_THREADS": "1"}

@@ -64,7 +64,7 @@ def init_models(app: Flask) -> None:
     options = RuntimeOptions(intra_op_threads=cfg["INTRA_OP_THREADS"])
     registry = build_registry(cfg["MODEL_PATH"], cfg["RUNTIME"], default=cfg["DEFAULT_MODEL"],
                               options=options, auto_compile=cfg["AUTO_COMPILE"], runtimes=cfg.get("RUNTIMES"),
-                              repository=cfg.get("MODEL_REPOSITORY"))
+                              repository=cfg.get("MODEL_REPOSITORY"), versions=pairs(cfg["MODEL_VERSIONS"]))
     limits = ImageLimits(max_pixels=cfg["MAX_IMAGE_PIXELS"], min_side=cfg["MIN_IMAGE_SIDE"],
                          max_decode_bytes=cfg["MAX_DECODE_BYTES"], decode_wait_seconds=cfg["DECODE_WAIT_SECONDS"])
     app.extensions["slimserve.registry"] = registry
@@ -78,6 +78,17 @@ def init_models(app: Flask) -> None:
     registry.load_all(background=cfg["LOAD_ASYNC"])
     logging.getLogger(__name__).info("serving %s with the %s runtime", ", ".join(registry.entries),
                                      cfg["RUNTIME"])
+
+
+def pairs(text: str) -> dict[str, str]:
+    """`"a=1.0.0, b=2.0.0"` → {"a": "1.0.0", "b": "2.0.0"}; a malformed item stops the start, naming it."""
+    result = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"SLIMSERVE_MODEL_VERSIONS: {item!r} is not name=version")
+        result[name.strip()] = value.strip()
+    return result
 
 
 def init_request_id(app: Flask) -> None:

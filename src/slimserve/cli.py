@@ -126,8 +126,9 @@ def _check(args: argparse.Namespace) -> dict[str, Any]:
 
     registry = build_registry(str(args.model), args.runtime, auto_compile=False)
     registry.load_all(background=False)
-    return {name: {"ready": entry.ready, "error": entry.error, "version": entry.manifest.version}
-            for name, entry in registry.entries.items()}
+    return {f"{e.manifest.name} {e.manifest.version}": {"ready": e.ready, "error": e.error,
+                                                          "version": e.manifest.version}
+            for e in registry.all_entries()}
 
 
 def _predict(args: argparse.Namespace) -> list[dict[str, Any]]:

@@ -25,6 +25,8 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     # Every model under this folder is served too; set it empty to serve MODEL_PATH alone.
     "MODEL_REPOSITORY": ("MODEL_REPOSITORY", str, str(BUNDLED_MODELS)),
     "DEFAULT_MODEL": ("SLIMSERVE_DEFAULT_MODEL", str, None),
+    # Default versions, "name=version,…" (else the newest of each name; MODEL_PATH's file for its own name).
+    "MODEL_VERSIONS": ("SLIMSERVE_MODEL_VERSIONS", str, ""),
     # `/invocations` without a model name and with a table body, when the default model takes images.
     "DEFAULT_TABLE_MODEL": ("SLIMSERVE_DEFAULT_TABLE_MODEL", str, None),
     "RUNTIME": ("SLIMSERVE_RUNTIME", str, "onnx"),

@@ -135,10 +135,20 @@ def preprocess(image: Image.Image, contract: ImageContract) -> np.ndarray:
 
 def image_to_input(data: bytes, contract: ImageContract, limits: ImageLimits | None = None) -> np.ndarray:
     """Uploaded bytes → a batch of one model input, validating on the way."""
+    return decode_image(data, contract, limits)[0]
+
+
+def decode_image(data: bytes, contract: ImageContract,
+                 limits: ImageLimits | None = None) -> tuple[np.ndarray, tuple[int, int]]:
+    """Uploaded bytes → a batch of one model input, and the image's (width, height) as displayed."""
     limits = limits or ImageLimits()
     image = checked_image(data, contract, limits)
+    width, height = image.size  # after JPEG draft scaling: the aspect ratio is what matters
+    # EXIF orientations 5-8 turn the image a quarter: it is displayed (and preprocessed) the other way round.
+    if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):
+        width, height = height, width
     with decode_slot(limits.decode_wait_seconds):
-        return preprocess(_load(image), contract)[np.newaxis, ...]
+        return preprocess(_load(image), contract)[np.newaxis, ...], (width, height)
 
 
 @contextmanager

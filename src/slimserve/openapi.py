@@ -49,7 +49,8 @@ def _errors(*statuses: int) -> dict[str, Any]:
 
 
 def build_spec(manifests: list[Manifest] | None = None, default: str | None = None,
-               max_rows: int = 10_000, table_default: str | None = None) -> dict[str, Any]:
+               max_rows: int = 10_000, table_default: str | None = None,
+               other_versions: list[Manifest] | None = None) -> dict[str, Any]:
     """Build the OpenAPI 3 document for every route, with exact request schemas for each tabular model.
 
     The routes that take a model name or use the default model document the body of the model(s) they
@@ -79,7 +80,9 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
                        {"name": "filename", "in": "query", "required": False, "schema": {"type": "string"},
                         "deprecated": True, "description": "old form of X-Filename (URLs end up in logs)"},
                        {"name": "X-Patient-ID", "in": "header", "required": False, "schema": {"type": "string"},
-                        "description": "recorded in the audit trail only as a keyed HMAC, never in the clear"}],
+                        "description": "recorded in the audit trail only as a keyed HMAC, never in the clear"},
+                       {"name": "explain", "in": "query", "required": False, "schema": {"type": "boolean"},
+                        "description": "add a class-activation heatmap (models that export one; else 400)"}],
         "responses": {"200": _json("Prediction", "the prediction"), **_errors(400, 404, 413, 415, 422, 429, 503)},
     }
     manifests = manifests or []
@@ -116,12 +119,13 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
     spec.path("/invocations", operations={"post": invocations})
     spec.path("/ping", operations={"get": {"summary": "MLflow-style health check", "responses": {
         "200": {"description": "models loaded"}, "503": {"description": "still loading"}}}})
-    # Each model has its own paths (no `{name}` template): what a route accepts depends on the model.
-    for manifest in manifests:
+    # Each model (and each served version) has its own paths: what a route accepts depends on the model.
+    for manifest in [*manifests, *(other_versions or [])]:
+        prefix = f"/models/{manifest.name}" + (f"/versions/{manifest.version}" if manifest not in manifests else "")
         if manifest.features:
-            add_tabular_model(spec, manifest, max_rows)
+            add_tabular_model(spec, manifest, max_rows, prefix)
         else:
-            add_image_model(spec, manifest, predict, invocations)
+            add_image_model(spec, manifest, predict, invocations, prefix)
     return spec.to_dict()
 
 
@@ -130,12 +134,13 @@ def model_body(manifest: Manifest, max_rows: int) -> dict[str, Any]:
     return tabular_body(manifest, max_rows) if manifest.features else IMAGE_BODY
 
 
-def add_image_model(spec: Any, manifest: Manifest, predict: dict[str, Any], invocations: dict[str, Any]) -> None:
+def add_image_model(spec: Any, manifest: Manifest, predict: dict[str, Any], invocations: dict[str, Any],
+                    prefix: str = "") -> None:
     """Concrete paths for one image model."""
     size = f"{manifest.input.width}x{manifest.input.height}" if manifest.input else "the model's input size"
-    spec.path(f"/models/{manifest.name}/predict", operations={"post": {
+    spec.path(f"{prefix or '/models/' + manifest.name}/predict", operations={"post": {
         **predict, "summary": f"{manifest.name}: classify one image (at least {size} pixels)"}})
-    spec.path(f"/models/{manifest.name}/invocations", operations={"post": {
+    spec.path(f"{prefix or '/models/' + manifest.name}/invocations", operations={"post": {
         **invocations, "summary": f"{manifest.name}: MLflow scoring of one image (at least {size} pixels)",
         "requestBody": IMAGE_BODY}})
 
@@ -176,7 +181,7 @@ def tabular_body(manifest: Manifest, max_rows: int) -> dict[str, Any]:
         "properties": {"dataframe_records": _rows(manifest, max_rows)}}}, "text/csv": {"schema": csv}}}
 
 
-def add_tabular_model(spec: Any, manifest: Manifest, max_rows: int = 10_000) -> None:
+def add_tabular_model(spec: Any, manifest: Manifest, max_rows: int = 10_000, prefix: str = "") -> None:
     """Concrete paths for one tabular model, so clients and fuzzers see its exact columns."""
     record = f"{manifest.name}.Record"
     spec.components.schema(record, component={
@@ -185,13 +190,13 @@ def add_tabular_model(spec: Any, manifest: Manifest, max_rows: int = 10_000) -> 
         "properties": {f.name: feature_schema(f) for f in manifest.features},
     })
     rows, body = _rows(manifest, max_rows), tabular_body(manifest, max_rows)
-    spec.path(f"/models/{manifest.name}/invocations", operations={"post": {
+    spec.path(f"{prefix or '/models/' + manifest.name}/invocations", operations={"post": {
         "summary": f"{manifest.name}: MLflow scoring ({manifest.description})".strip(),
         "description": "also accepts dataframe_split, instances and inputs, as the generic route documents",
         "requestBody": body, "parameters": [PROBABILITIES],
         "responses": {"200": _json("Invocations", "one prediction per row"), **_errors(400, 413, 415, 422, 429, 503)},
     }})
-    spec.path(f"/models/{manifest.name}/predict", operations={"post": {
+    spec.path(f"{prefix or '/models/' + manifest.name}/predict", operations={"post": {
         "summary": f"{manifest.name}: labels and probabilities per record",
         "requestBody": {"required": True, "content": {"application/json": {"schema": {
             "type": "object", "additionalProperties": False, "required": ["records"],

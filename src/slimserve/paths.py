@@ -12,7 +12,7 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUNDLED_MODELS = REPO_ROOT / "artifacts" / "models"
-BUNDLED_MODEL = BUNDLED_MODELS / "pneumonia" / "1.0.0" / "model.h5"
+BUNDLED_MODEL = BUNDLED_MODELS / "pneumonia" / "2.0.0" / "model.h5"
 BENCH_RESULTS = REPO_ROOT / "artifacts" / "bench"
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import re
 import subprocess
 import sys
 import threading
@@ -92,29 +93,51 @@ def warmup_input(manifest: Manifest) -> np.ndarray | dict[str, np.ndarray]:
 
 
 class ModelRegistry:
-    """Name → model entry, with a default model for the short routes (`/predict`)."""
+    """Name → version → model entry, with a default version per name and a default model for `/predict`."""
 
-    def __init__(self, entries: list[ModelEntry], default: str | None = None) -> None:
+    def __init__(self, entries: list[ModelEntry], default: str | None = None,
+                 preferred: dict[str, str] | None = None) -> None:
         if not entries:
             raise ModelConfigError("no models to serve")
-        self.entries = {entry.manifest.name: entry for entry in entries}
-        if len(self.entries) != len(entries):
-            raise ModelConfigError("two models share one name")
+        self.versions: dict[str, dict[str, ModelEntry]] = {}
+        for entry in entries:
+            versions = self.versions.setdefault(entry.manifest.name, {})
+            if entry.manifest.version in versions:
+                raise ModelConfigError(f"two models are {entry.manifest.name} {entry.manifest.version}")
+            versions[entry.manifest.version] = entry
+        preferred = preferred or {}
+        for name, version in preferred.items():
+            if version not in self.versions.get(name, {}):
+                raise ModelConfigError(f"SLIMSERVE_MODEL_VERSIONS names {name} {version}, which is not served")
+        # Each name's default version: the one asked for, else the newest.
+        self.entries = {name: versions[preferred.get(name) or max(versions, key=version_key)]
+                        for name, versions in self.versions.items()}
         self.default_name = default or entries[0].manifest.name
         if self.default_name not in self.entries:
             raise ModelConfigError(f"default model {self.default_name!r} is not among the loaded models")
 
-    def get(self, name: str | None = None) -> ModelEntry:
-        """The entry called `name`, or the default model."""
+    def get(self, name: str | None = None, version: str | None = None) -> ModelEntry:
+        """The entry called `name` (default: the default model) at `version` (default: its default version)."""
         try:
-            return self.entries[name or self.default_name]
+            entry = self.entries[name or self.default_name]
         except KeyError:
             raise NotFound("no model with that name", code="model_not_found", field="name") from None
+        if version is None:
+            return entry
+        try:
+            return self.versions[entry.manifest.name][version]
+        except KeyError:
+            raise NotFound("no such version of this model", code="version_not_found", field="version") from None
+
+    def all_entries(self) -> list[ModelEntry]:
+        """Every served version of every model."""
+        return [entry for versions in self.versions.values() for entry in versions.values()]
 
     def load_all(self, background: bool) -> threading.Thread | None:
         """Load every runtime, in a daemon thread when `background` (so /health answers meanwhile)."""
         def work() -> None:
-            for entry in self.entries.values():
+            # Default versions first: they answer the short routes.
+            for entry in sorted(self.all_entries(), key=lambda e: e is not self.entries[e.manifest.name]):
                 entry.load()
 
         if not background:
@@ -126,8 +149,13 @@ class ModelRegistry:
 
     @property
     def ready(self) -> bool:
-        """True when every model is ready."""
-        return all(entry.ready for entry in self.entries.values())
+        """True when every version of every model is ready."""
+        return all(entry.ready for entry in self.all_entries())
+
+
+def version_key(version: str) -> tuple:
+    """Order versions numerically where they are numbers (`10.0.0` after `9.1.0`)."""
+    return tuple((0, int(part), "") if part.isdigit() else (1, 0, part) for part in re.split(r"[.+-]", version))
 
 
 def discover_manifests(model_path: Path) -> list[Path]:
@@ -189,13 +217,14 @@ def compile_in_child(source: Path) -> None:
 def build_registry(model_path: str, runtime: str = "onnx", *, default: str | None = None,
                    options: RuntimeOptions | None = None, auto_compile: bool = True,
                    runtimes: dict[str, RuntimeFactory] | None = None,
-                   repository: str | None = None) -> ModelRegistry:
+                   repository: str | None = None, versions: dict[str, str] | None = None) -> ModelRegistry:
     """Discover, verify and wrap the model(s) at `model_path`, then every other model under `repository`.
 
     Runtimes are built, not yet loaded. The first model found at `model_path` is the default unless
-    `default` names another.
+    `default` names another; `versions` pins a name's default version (else the newest serves).
     """
     paths = discover_manifests(Path(model_path))
+    at_model_path = len(paths)
     seen = {manifest_path_for(p).resolve() for p in paths}
     if repository:
         for path in discover_manifests(Path(repository)):
@@ -210,4 +239,6 @@ def build_registry(model_path: str, runtime: str = "onnx", *, default: str | Non
         manifest = verify_artifacts(manifest, runtime, auto_compile)
         entries.append(ModelEntry(manifest, create_runtime(runtime, manifest, options or RuntimeOptions(),
                                                            runtimes)))
-    return ModelRegistry(entries, default)
+    # A single model file named by MODEL_PATH is what the operator asked for: it is its name's default version.
+    preferred = {entries[0].manifest.name: entries[0].manifest.version} if at_model_path == 1 else {}
+    return ModelRegistry(entries, default, {**preferred, **(versions or {})})

@@ -46,6 +46,21 @@ class ErrorSchema(Schema):
     request_id = fields.String(required=True)
 
 
+class VersionRefSchema(Schema):
+    version = fields.String(required=True)
+    default = fields.Boolean(required=True)
+    ready = fields.Boolean(required=True)
+
+
+class HeatmapSchema(Schema):
+    """A class-activation heatmap: a small PNG with the upload's aspect ratio, to stretch over it."""
+
+    media_type = fields.String(required=True, metadata={"example": "image/png"})
+    width = fields.Integer(required=True)
+    height = fields.Integer(required=True)
+    data = fields.String(required=True, metadata={"description": "base64 of the PNG"})
+
+
 class PredictionSchema(Schema):
     """The answer of POST /predict. The first three keys are a contract with earlier clients."""
 
@@ -60,6 +75,7 @@ class PredictionSchema(Schema):
     model = fields.String(required=True)
     version = fields.String(required=True)
     inference_ms = fields.Float()
+    heatmap = fields.Nested(HeatmapSchema, metadata={"description": "with `?explain=true`"})
     request_id = fields.String(required=True)
 
 
@@ -108,6 +124,10 @@ class ModelSchema(Schema):
     metrics = fields.Dict()
     source_sha256 = fields.String()
     compiled_sha256 = fields.String(allow_none=True)
+    versions = fields.List(fields.Nested(VersionRefSchema), metadata={"description": "every served version"})
+    refuses_out_of_scope = fields.Boolean(metadata={"description": "answers 422 not_a_chest_xray to other images"})
+    explains = fields.Boolean(metadata={"description": "`?explain=true` adds an activation heatmap"})
+    model_card = fields.String(allow_none=True, metadata={"description": "MODEL_CARD.md (markdown)"})
 
 
 class ModelListSchema(Schema):

@@ -8,18 +8,23 @@ only pick the response shape.
 
 from __future__ import annotations
 
+import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
-from slimserve.errors import BadRequest, UnsupportedMediaType
-from slimserve.imaging import ImageLimits, image_to_input
+from slimserve.errors import BadRequest, UnprocessableEntity, UnsupportedMediaType
+from slimserve.explain import cam_png
+from slimserve.imaging import ImageLimits, decode_image
 from slimserve.manifest import Manifest
+from slimserve.out_of_scope import is_out_of_scope
 from slimserve.payloads import parse_records, parse_table
 from slimserve.registry import IMAGE, TABLE, ModelEntry, ModelRegistry
+from slimserve.runtimes.base import to_class_probabilities
 
 MLFLOW = "mlflow"  # dataframe_split / dataframe_records / instances / inputs, or CSV
 RECORDS = "records"  # {"records": [{column: value}, ...]}
@@ -43,6 +48,16 @@ class Prediction:
     probabilities: list[dict[str, float]]
     threshold: float | None
     inference_ms: float
+    heatmap: Heatmap | None = None
+
+
+@dataclass(frozen=True)
+class Heatmap:
+    """A PNG heatmap with the upload's aspect ratio."""
+
+    png: bytes
+    width: int
+    height: int
 
 
 @dataclass(frozen=True)
@@ -52,18 +67,31 @@ class Request:
     body: bytes
     content_type: str
     fmt: str = MLFLOW
+    version: str | None = None  # None: the model's default version
+    explain: bool = False  # add an activation heatmap (image models that export one)
+
+
+@dataclass(frozen=True)
+class ImageBatch:
+    """A batch of one image, and the upload's (width, height) after EXIF orientation."""
+
+    batch: np.ndarray
+    size: tuple[int, int]
 
 
 InputHandler = Callable[[ModelEntry, Request, "PredictionService"], Any]
 
 
-def image_input(entry: ModelEntry, request: Request, service: PredictionService) -> np.ndarray:
-    """Image bytes → a batch of one model input (decoded under the image limits)."""
+def image_input(entry: ModelEntry, request: Request, service: PredictionService) -> ImageBatch:
+    """Image bytes → a batch of one model input (decoded under the image limits), and the image's size."""
     if request.content_type not in IMAGE_BODY_TYPES:
         raise UnsupportedMediaType(
             "send multipart/form-data with a `file` field, or a raw body typed image/jpeg or image/png",
             code="unsupported_media_type")
-    return image_to_input(request.body, entry.manifest.input, service.limits)
+    if request.explain and entry.manifest.cam is None:
+        raise BadRequest(f"{entry.manifest.name} {entry.manifest.version} has no activation map to explain with",
+                         code="explain_unavailable", field="explain")
+    return ImageBatch(*decode_image(request.body, entry.manifest.input, service.limits))
 
 
 def table_input(entry: ModelEntry, request: Request, service: PredictionService) -> dict[str, np.ndarray]:
@@ -91,10 +119,11 @@ class PredictionService:
         self.max_rows = max_rows
         self.default_table_model = default_table_model
 
-    def resolve(self, name: str | None, content_type: str = "", fmt: str = RECORDS) -> ModelEntry:
-        """The named model, else the default one; MLflow scoring of a table body on an image default goes to
-        the default tabular model (MLflow clients send `/invocations` without a model name)."""
-        entry = self.registry.get(name)
+    def resolve(self, name: str | None, content_type: str = "", fmt: str = RECORDS,
+                version: str | None = None) -> ModelEntry:
+        """The named model (at `version`), else the default one; MLflow scoring of a table body on an image
+        default goes to the default tabular model (MLflow clients send `/invocations` without a model name)."""
+        entry = self.registry.get(name, version)
         if name is None and fmt == MLFLOW and entry.kind == IMAGE and content_type in ("application/json",
                                                                                           "text/csv"):
             return self._default_table_model()
@@ -117,17 +146,37 @@ class PredictionService:
 
     def predict(self, name: str | None, request: Request) -> Prediction:
         """Decode the body for the model's input kind, run the model and label every row."""
-        entry = self.resolve(name, request.content_type, request.fmt)
+        entry = self.resolve(name, request.content_type, request.fmt, request.version)
         inputs = INPUT_HANDLERS[entry.kind](entry, request, self)
         # Waiting here rather than answering 503 gives the request that woke the service a real answer.
         entry.wait_ready(self.ready_wait_seconds)
         started = time.perf_counter()
-        probabilities = entry.runtime.predict(inputs)
+        if isinstance(inputs, ImageBatch):
+            probabilities, heatmap = self._run_image(entry, inputs, request.explain)
+        else:
+            probabilities, heatmap = entry.runtime.predict(inputs), None
         elapsed_ms = (time.perf_counter() - started) * 1000
-        return label(entry.manifest, entry.kind, probabilities, round(elapsed_ms, 3))
+        return label(entry.manifest, entry.kind, probabilities, round(elapsed_ms, 3), heatmap)
+
+    def _run_image(self, entry: ModelEntry, image: ImageBatch, explain: bool) -> tuple[np.ndarray, Heatmap | None]:
+        """Run an image model; refuse inputs it was not made for; draw the heatmap when asked."""
+        manifest = entry.manifest
+        if manifest.ood is None and not explain:
+            return entry.runtime.predict(image.batch), None
+        outputs = entry.runtime.predict_named(image.batch)
+        if is_out_of_scope(manifest, outputs):
+            raise UnprocessableEntity("this image does not look like a frontal chest X-ray, so no prediction "
+                                      "was made", code="not_a_chest_xray", field="file")
+        probabilities = to_class_probabilities(outputs[manifest.onnx["probabilities_output"]], manifest.activation)
+        if not explain:
+            return probabilities, None
+        png = cam_png(manifest, outputs, image.size)
+        with Image.open(io.BytesIO(png)) as drawn:
+            return probabilities, Heatmap(png, *drawn.size)
 
 
-def label(manifest: Manifest, kind: str, probabilities: np.ndarray, inference_ms: float) -> Prediction:
+def label(manifest: Manifest, kind: str, probabilities: np.ndarray, inference_ms: float,
+          heatmap: Heatmap | None = None) -> Prediction:
     """Labels, label names, MLflow values, scores and rounded probabilities for every row."""
     labels = manifest.labels
     chosen = decide_rows(manifest, probabilities)
@@ -144,7 +193,8 @@ def label(manifest: Manifest, kind: str, probabilities: np.ndarray, inference_ms
         model=manifest.name, version=manifest.version, kind=kind, labels=chosen,
         label_names=[name_of[c] for c in chosen], values=[value_of[c] for c in chosen], scores=scores,
         probabilities=[dict(zip(labels, row, strict=True)) for row in rounded.tolist()],
-        threshold=manifest.threshold if positive is not None else None, inference_ms=inference_ms)
+        threshold=manifest.threshold if positive is not None else None, inference_ms=inference_ms,
+        heatmap=heatmap)
 
 
 def decide_rows(manifest: Manifest, probabilities: np.ndarray) -> list[str]:

@@ -134,6 +134,6 @@ def test_dockerignore_keeps_data_venvs_tests_caches_and_git_out():
 
 def test_dockerignore_sends_what_the_image_needs():
     for path in ("src/slimserve/app.py", "scripts/deploy/gunicorn.conf.py", "scripts/deploy/deploy.py",
-                 "artifacts/models/pneumonia/1.0.0/model.h5", "artifacts/models/pneumonia/1.0.0/model.onnx",
-                 "artifacts/models/pneumonia/1.0.0/manifest.json", "requirements.txt"):
+                 "artifacts/models/pneumonia/2.0.0/model.h5", "artifacts/models/pneumonia/2.0.0/model.onnx",
+                 "artifacts/models/pneumonia/2.0.0/manifest.json", "requirements.txt"):
         assert sent_to_docker(path), path

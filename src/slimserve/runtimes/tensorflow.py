@@ -53,3 +53,13 @@ class TensorflowRuntime:
             raise RuntimeError("runtime not loaded")
         raw = self._model(batch, training=False)
         return to_class_probabilities(np.asarray(raw), self.manifest.activation)
+
+    def predict_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
+        """Every output of the model by name, as ONNX Runtime names them (the Keras output names)."""
+        if self._model is None:
+            raise RuntimeError("runtime not loaded")
+        raw = self._model(batch, training=False)
+        if isinstance(raw, dict):
+            return {name: np.asarray(value) for name, value in raw.items()}
+        values = raw if isinstance(raw, list | tuple) else [raw]
+        return {name: np.asarray(value) for name, value in zip(self._model.output_names, values, strict=True)}

@@ -35,7 +35,8 @@ def prediction_target() -> ModelEntry | None:
         return None  # a CORS preflight (OPTIONS) carries no credentials and runs no model
     try:
         fmt = MLFLOW if request.endpoint in INVOCATIONS_ENDPOINTS else RECORDS
-        return service().resolve((request.view_args or {}).get("name"), request.mimetype, fmt)
+        args = request.view_args or {}
+        return service().resolve(args.get("name"), request.mimetype, fmt, args.get("version"))
     except SlimserveError:
         return None  # an unknown model: the route answers 404 (or 400) itself
 

@@ -23,7 +23,8 @@ def openapi():
         table_default = current_app.extensions["slimserve.service"].default_table()
         cached = current_app.extensions["slimserve.openapi"] = build_spec(
             manifests, registry().default_name, current_app.config["MAX_ROWS"],
-            table_default.manifest.name if table_default else None)
+            table_default.manifest.name if table_default else None,
+            [e.manifest for e in registry().all_entries() if e.manifest not in manifests])
         guard = current_app.extensions.get("slimserve.auth")
         if guard is not None:  # access control on: declare who may call which route
             from slimserve.auth.policy import document_security

@@ -22,7 +22,9 @@ def health_state() -> tuple[dict, int]:
 
 def ready_state(reg: ModelRegistry) -> tuple[dict, int]:
     """Readiness body and status: 200 once every model is loaded, 503 until then."""
-    models = {name: entry.state for name, entry in reg.entries.items()}
+    # Default versions by name; every other served version as name@version.
+    models = {name if e is reg.entries[name] else f"{name}@{e.manifest.version}": e.state
+              for name in reg.versions for e in reg.versions[name].values()}
     ready = reg.ready
     return {"ready": ready, "models": models}, (200 if ready else 503)
 
@@ -69,6 +71,6 @@ def version():
         "image_digest": current_app.config.get("IMAGE_DIGEST"),
         "runtime": current_app.config["RUNTIME"],
         "default_model": reg.default_name,
-        "models": [{"name": e.manifest.name, "version": e.manifest.version} for e in reg.entries.values()],
+        "models": [{"name": e.manifest.name, "version": e.manifest.version} for e in reg.all_entries()],
         "auth": "on" if "slimserve.auth" in current_app.extensions else "off",
     })

@@ -5,7 +5,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from slimserve.imaging import MEDIA_TYPES
-from slimserve.registry import ModelEntry
+from slimserve.registry import ModelEntry, version_key
 from slimserve.schemas import ModelListSchema, ModelSchema, ReadySchema
 from slimserve.views.context import body_limit, registry
 
@@ -13,15 +13,17 @@ bp = Blueprint("models", __name__)
 
 
 def describe(entry: ModelEntry, default_name: str) -> dict:
-    """Manifest-derived metadata of one model."""
+    """Manifest-derived metadata of one model version, with the list of the model's versions."""
     m = entry.manifest
+    reg = registry()
+    versions, entry_default = reg.versions[m.name], reg.entries[m.name]
     return {
         "name": m.name,
         "version": m.version,
         "task": m.task,
         "description": m.description,
         "ready": entry.ready,
-        "default": m.name == default_name,
+        "default": m.name == default_name and entry is entry_default,
         "labels": m.labels,
         "positive_label": m.positive_label,
         "threshold": m.threshold,
@@ -33,7 +35,18 @@ def describe(entry: ModelEntry, default_name: str) -> dict:
         "metrics": m.metrics,
         "source_sha256": m.source.sha256,
         "compiled_sha256": m.compiled.sha256 if m.compiled else None,
+        "versions": [{"version": v, "default": e is entry_default, "ready": e.ready}
+                     for v, e in sorted(versions.items(), key=lambda item: version_key(item[0]))],
+        "refuses_out_of_scope": m.ood is not None,
+        "explains": m.cam is not None,
+        "model_card": model_card(m),
     }
+
+
+def model_card(manifest) -> str | None:
+    """MODEL_CARD.md beside the manifest (intended use, data, metrics, limitations), if the model has one."""
+    path = manifest.folder / "MODEL_CARD.md"
+    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 @bp.get("/models")
@@ -58,3 +71,10 @@ def model_ready(name: str):
     """Readiness of one model."""
     entry = registry().get(name)
     return ReadySchema().dump({"ready": entry.ready, "models": {name: entry.state}}), (200 if entry.ready else 503)
+
+
+@bp.get("/models/<name>/versions/<version>")
+def get_version(name: str, version: str):
+    """One version's metadata."""
+    reg = registry()
+    return ModelSchema().dump(describe(reg.get(name, version), reg.default_name))

@@ -8,6 +8,7 @@ is the service's business.
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Any
 
@@ -19,8 +20,9 @@ from slimserve.schemas import InvocationsSchema, PredictionSchema, RecordsRespon
 from slimserve.service import IMAGE_BODY_TYPES, MLFLOW, RECORDS, Prediction, PredictionService, Request
 
 # Endpoints that run a model: access control, rate limits and the audit trail key on exactly these.
-PREDICT_ENDPOINTS = frozenset({"predict.predict_default", "predict.predict_named"})
-INVOCATIONS_ENDPOINTS = frozenset({"predict.invocations_default", "predict.invocations_named"})
+PREDICT_ENDPOINTS = frozenset({"predict.predict_default", "predict.predict_named", "predict.predict_version"})
+INVOCATIONS_ENDPOINTS = frozenset({"predict.invocations_default", "predict.invocations_named",
+                                   "predict.invocations_version"})
 PREDICTION_ENDPOINTS = PREDICT_ENDPOINTS | INVOCATIONS_ENDPOINTS
 TABLE_TYPES = frozenset({"application/json", "text/csv"})
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
@@ -38,10 +40,11 @@ class PredictionRoutes:
         self.service = service
         self.body_limits = body_limits
 
-    def predict(self, name: str | None = None):
+    def predict(self, name: str | None = None, version: str | None = None):
         """One image, or `{"records": [...]}` for a tabular model."""
-        body, content_type, filename = self._read(name, RECORDS)
-        result = self.service.predict(name, Request(body, content_type, RECORDS))
+        explain = flag("explain")
+        body, content_type, filename = self._read(name, RECORDS, version)
+        result = self.service.predict(name, Request(body, content_type, RECORDS, version, explain))
         if result.kind == "table":
             return _records.dump({
                 "model": result.model, "version": result.version, "inference_ms": result.inference_ms,
@@ -50,17 +53,17 @@ class PredictionRoutes:
                 "request_id": g.request_id})
         return _prediction.dump(image_answer(result, clean_filename(filename)))
 
-    def invocations(self, name: str | None = None):
+    def invocations(self, name: str | None = None, version: str | None = None):
         """MLflow's scoring protocol: one prediction per row; probabilities with `?probabilities=true`."""
         with_probabilities = flag("probabilities")
-        body, content_type, _ = self._read(name, MLFLOW)
-        result = self.service.predict(name, Request(body, content_type, MLFLOW))
+        body, content_type, _ = self._read(name, MLFLOW, version)
+        result = self.service.predict(name, Request(body, content_type, MLFLOW, version))
         answer: dict[str, Any] = {"predictions": result.values if result.kind == "table" else result.labels}
         if with_probabilities:
             answer["probabilities"] = result.probabilities
         return _invocations.dump(answer)
 
-    def _read(self, name: str | None, fmt: str) -> tuple[bytes, str, str | None]:
+    def _read(self, name: str | None, fmt: str, version: str | None) -> tuple[bytes, str, str | None]:
         """The body (a multipart `file` part or the raw body), its type, and the client's file name."""
         mimetype = request.mimetype
         if mimetype == "multipart/form-data":
@@ -70,7 +73,7 @@ class PredictionRoutes:
             raise UnsupportedMediaType("send multipart/form-data with a `file` field, a raw image/jpeg or image/png "
                                        "body, or application/json or text/csv records", code="unsupported_media_type")
         # Sized per model: from the row limit for tabular models, so a too-long table is refused unread.
-        entry = self.service.resolve(name, mimetype, fmt)
+        entry = self.service.resolve(name, mimetype, fmt, version)
         request.max_content_length = self.body_limits[entry.manifest.name]
         data = read_body()
         if not data:
@@ -81,9 +84,13 @@ class PredictionRoutes:
 
 def image_answer(result: Prediction, filename: str | None) -> dict[str, Any]:
     """The `/predict` answer for one image; its first three keys are a contract with earlier clients."""
-    return {"filename": filename, "prediction": result.labels[0], "probability": result.scores[0],
-            "probabilities": result.probabilities[0], "threshold": result.threshold, "model": result.model,
-            "version": result.version, "inference_ms": result.inference_ms, "request_id": g.request_id}
+    answer = {"filename": filename, "prediction": result.labels[0], "probability": result.scores[0],
+              "probabilities": result.probabilities[0], "threshold": result.threshold, "model": result.model,
+              "version": result.version, "inference_ms": result.inference_ms, "request_id": g.request_id}
+    if result.heatmap is not None:
+        answer["heatmap"] = {"media_type": "image/png", "width": result.heatmap.width,
+                             "height": result.heatmap.height, "data": base64.b64encode(result.heatmap.png).decode()}
+    return answer
 
 
 def flag(name: str) -> bool:
@@ -149,4 +156,7 @@ def init_app(app: Flask, service: PredictionService, body_limits: dict[str, int]
     bp.add_url_rule("/models/<name>/predict", "predict_named", routes.predict, methods=["POST"])
     bp.add_url_rule("/invocations", "invocations_default", routes.invocations, methods=["POST"])
     bp.add_url_rule("/models/<name>/invocations", "invocations_named", routes.invocations, methods=["POST"])
+    bp.add_url_rule("/models/<name>/versions/<version>/predict", "predict_version", routes.predict, methods=["POST"])
+    bp.add_url_rule("/models/<name>/versions/<version>/invocations", "invocations_version", routes.invocations,
+                    methods=["POST"])
     app.register_blueprint(bp)
