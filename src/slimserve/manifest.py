@@ -30,6 +30,7 @@ from slimserve.contracts import (
     contract_as_dict,
     without_unset,
 )
+from slimserve.drift.profile import ProfileSchema
 from slimserve.errors import ModelConfigError
 
 # The input contracts are re-exported: `manifest.Feature` is the one feature model of the project.
@@ -83,6 +84,8 @@ class Manifest:
     compiled: Compiled | None = None
     training: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
+    # Bins and training frequencies for drift monitoring (slimserve.drift.profile); optional.
+    drift_reference: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     folder: Path = field(default=Path("."), compare=False)
 
@@ -150,6 +153,7 @@ class ManifestSchema(Schema):
     compiled = fields.Nested(CompiledSchema, load_default=None, allow_none=True)
     training = fields.Dict(load_default=dict)
     metrics = fields.Dict(load_default=dict)
+    drift_reference = fields.Nested(ProfileSchema, load_default=None, allow_none=True)
 
     @validates_schema
     def _labels_fit_activation(self, data: dict[str, Any], **_: Any) -> None:
