@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 
 from flask import Flask, Response, g, request
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, disable_created_metrics
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
@@ -88,6 +88,7 @@ def init_app(app: Flask) -> AppMetrics:
     """Count every request the app answers and serve `/metrics`."""
     from slimserve.views.context import git_commit
 
+    disable_created_metrics()  # the *_created series double the exposition and nobody here reads them
     with app.app_context():
         metrics = AppMetrics(app.extensions["slimserve.registry"], git_commit())
     app.extensions["slimserve.metrics"] = metrics

@@ -78,6 +78,7 @@ class DriftMonitor:
             self.counts[:] = 0
             self.block_rows[:] = 0
             self.current = 0
+            self.rows_seen = 0
             self.dirty = True
 
     def report(self, thresholds: Thresholds) -> dict[str, Any]:

@@ -149,7 +149,7 @@ class BinSpecSchema(Schema):
 
     @post_dump
     def _canonical(self, data: dict[str, Any], **_: Any) -> dict[str, Any]:
-        return without_unset(data)
+        return without_unset({k: v for k, v in data.items() if not (k == "zero_means_missing" and not v)})
 
 
 class ProfileSchema(Schema):
@@ -172,9 +172,6 @@ def profile_from_dict(data: dict[str, Any]) -> Profile:
 
 
 def profile_to_dict(profile: Profile) -> dict[str, Any]:
-    """The manifest form of a Profile (unset fields left out)."""
-    def spec(s: BinSpec) -> dict[str, Any]:
-        return {k: v for k, v in s.__dict__.items() if v is not None and not (k == "zero_means_missing" and not v)}
-
-    return {"rows": profile.rows, "features": [spec(s) for s in profile.features],
-            "prediction": spec(profile.prediction), "positive_index": profile.positive_index}
+    """The manifest form of a Profile (canonical: unset fields left out)."""
+    return ProfileSchema().dump({"rows": profile.rows, "features": [s.__dict__ for s in profile.features],
+                                 "prediction": profile.prediction.__dict__, "positive_index": profile.positive_index})
