@@ -64,7 +64,8 @@ def init_monitoring(app: Flask) -> None:
     """Prometheus metrics, drift monitoring and the web pages (each in its own package)."""
     from slimserve import drift, metrics, web
 
-    metrics.init_app(app)
+    if app.config["METRICS"]:
+        metrics.init_app(app)
     drift.init_app(app)
     web.init_app(app)
 

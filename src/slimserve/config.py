@@ -73,6 +73,7 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "IMAGE_DIGEST": ("IMAGE_DIGEST", str, None),
     # Drift monitoring (slimserve.drift): window of served rows, when a column counts as drifted, where the
     # counts live (auto: PostgreSQL with DATABASE_URL, else memory; off: no monitoring).
+    "METRICS": ("SLIMSERVE_METRICS", "bool", True),  # /metrics and the per-request counters
     "DRIFT_STORE": ("SLIMSERVE_DRIFT_STORE", str, "auto"),
     "DRIFT_WINDOW": ("SLIMSERVE_DRIFT_WINDOW", int, 500),
     "DRIFT_MIN_ROWS": ("SLIMSERVE_DRIFT_MIN_ROWS", int, 100),
