@@ -2,9 +2,15 @@
 "use strict";
 
 function fieldValue(element) {
+  if (element.tagName === "SELECT") {
+    const option = element.selectedOptions[0];
+    // The "Choose…" option leaves the field out (the server says whether it was required); "" can be a
+    // real category, so it is told apart by the option, not by its value.
+    if (!option || option.hasAttribute("data-placeholder")) return undefined;
+    return element.dataset.type === "boolean" ? Number(option.value) : option.value;
+  }
   const raw = element.value.trim();
-  if (raw === "") return undefined;  // left out: the server says whether it was required
-  if (element.dataset.type === "category") return raw;
+  if (raw === "") return undefined;
   const number = Number(raw.replace(",", "."));
   return Number.isFinite(number) ? number : raw;  // sent as typed: the server names the problem
 }
