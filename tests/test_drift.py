@@ -186,3 +186,12 @@ def test_shift_syntax():
     with pytest.raises(ValueError):
         parse_shift("Age+1")
     assert json.dumps(profile_to_dict(small_profile()))  # plain JSON, nothing else
+
+
+def test_a_value_on_an_edge_falls_in_the_same_bin_served_as_float32_as_in_training():
+    from slimserve.drift.profile import numeric_spec
+
+    spec = numeric_spec("bmi", np.array([20.0, 27.32, 27.32, 27.32, 35.0]), edges=[27.32])
+    served = spec.index(np.array([[27.32]], dtype=np.float32))  # what the table schema hands the model
+    trained = spec.index(np.array([27.32], dtype=np.float64))
+    assert served.tolist() == trained.tolist() == [1]
