@@ -76,7 +76,7 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "METRICS": ("SLIMSERVE_METRICS", "bool", True),  # /metrics and the per-request counters
     "DRIFT_STORE": ("SLIMSERVE_DRIFT_STORE", str, "auto"),
     "DRIFT_WINDOW": ("SLIMSERVE_DRIFT_WINDOW", int, 500),
-    "DRIFT_MIN_ROWS": ("SLIMSERVE_DRIFT_MIN_ROWS", int, 100),
+    "DRIFT_MIN_ROWS": ("SLIMSERVE_DRIFT_MIN_ROWS", int, 200),
     "DRIFT_PSI_WARN": ("SLIMSERVE_DRIFT_PSI_WARN", float, 0.1),
     "DRIFT_PSI_DRIFT": ("SLIMSERVE_DRIFT_PSI_DRIFT", float, 0.25),
     "DRIFT_ALPHA": ("SLIMSERVE_DRIFT_ALPHA", float, 0.001),

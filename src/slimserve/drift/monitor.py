@@ -26,7 +26,7 @@ class Thresholds:
     psi_warn: float = 0.1
     psi_drift: float = 0.25
     alpha: float = 0.001
-    min_rows: int = 100  # below this the window is reported but not judged
+    min_rows: int = 200  # below this the window is reported but not judged
 
 
 class DriftMonitor:

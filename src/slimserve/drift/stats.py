@@ -8,6 +8,7 @@ import numpy as np
 
 # Empty bins would make PSI infinite; a small floor keeps it finite and barely moves full bins.
 PSI_FLOOR = 1e-4
+MIN_EXPECTED = 5.0
 
 
 def psi(reference: np.ndarray, observed: np.ndarray) -> float:
@@ -25,9 +26,28 @@ def chi_square_two_sample(reference_counts: np.ndarray, observed_counts: np.ndar
     table = table[:, table.sum(axis=0) > 0]  # bins empty in both samples carry no information
     if table.shape[1] < 2 or (table.sum(axis=1) == 0).any():
         return 1.0
-    expected = table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
+    expected = _expected(table)
+    # Pearson's approximation needs ~5 expected per cell: rare bins (a value training never or hardly saw)
+    # are pooled into one, or a single row in them would read as drift.
+    sparse = expected.min(axis=0) < MIN_EXPECTED
+    if sparse.any():
+        pooled = table[:, sparse].sum(axis=1, keepdims=True)
+        table = table[:, ~sparse]
+        if table.shape[1] and _expected(np.concatenate([table, pooled], axis=1)).min(axis=0)[-1] < MIN_EXPECTED:
+            smallest = int(np.argmin(table.sum(axis=0)))  # still too rare: joined with the smallest bin
+            table = table.copy()
+            table[:, smallest] += pooled[:, 0]
+        else:
+            table = np.concatenate([table, pooled], axis=1)
+        if table.shape[1] < 2:
+            return 1.0
+        expected = _expected(table)
     statistic = float(np.sum((table - expected) ** 2 / expected))
     return chi_square_sf(statistic, table.shape[1] - 1)
+
+
+def _expected(table: np.ndarray) -> np.ndarray:
+    return table.sum(axis=1, keepdims=True) * table.sum(axis=0, keepdims=True) / table.sum()
 
 
 def chi_square_sf(statistic: float, dof: int) -> float:
