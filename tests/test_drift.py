@@ -209,3 +209,17 @@ def test_rare_bins_are_pooled_before_the_chi_square_test():
     pooled = np.concatenate([table[:, ~rare], table[:, rare].sum(axis=1, keepdims=True)], axis=1)
     assert chi_square_two_sample(reference, observed) == pytest.approx(
         stats.chi2_contingency(pooled, correction=False).pvalue, rel=1e-9)
+
+
+def test_drift_of_a_guarded_model_needs_its_credentials():
+    from tests.auth_support import key_for
+
+    key, line = key_for("heart_failure", name="drift")
+    other_key, other_line = key_for("diabetes", name="other")
+    app = create_app({"MODEL_PATH": str(HEART), "MODEL_REPOSITORY": None, "LOAD_ASYNC": False,
+                      "RATELIMIT_ENABLED": False, "AUDIT_SINK": "off", "AUTO_COMPILE": False,
+                      "API_KEYS": f"{line}\n{other_line}"})
+    client = app.test_client()
+    assert client.get("/models/heart_failure/drift").status_code == 401
+    assert client.get("/models/heart_failure/drift", headers={"X-API-Key": other_key}).status_code == 403
+    assert client.get("/models/heart_failure/drift", headers={"X-API-Key": key}).status_code == 200

@@ -79,3 +79,15 @@ def test_in_flight_returns_to_zero_and_process_facts_are_there(client):
     assert value(found, "slimserve_model_ready", model="heart", version="1.0.0") == 1
     assert value(found, "slimserve_model_load_seconds", model="pneumonia", version="9.9.9") >= 0
     assert {lab["model"] for lab, _ in found["slimserve_model_load_seconds"]} == {"pneumonia", "heart"}
+
+
+def test_metrics_token_when_configured(tmp_path, fake_runtimes):
+    write_fake_model(tmp_path / "pneumonia")
+    app = create_app({"MODEL_PATH": str(tmp_path), "RUNTIMES": fake_runtimes, "LOAD_ASYNC": False,
+                      "AUTO_COMPILE": False, "METRICS_TOKEN": "scrape-secret-123"})
+    client = app.test_client()
+    refused = client.get("/metrics")
+    assert refused.status_code == 401 and refused.get_json()["error"]["code"] == "credentials_required"
+    assert client.get("/metrics", headers={"Authorization": "Bearer wrong"}).status_code == 401
+    allowed = client.get("/metrics", headers={"Authorization": "Bearer scrape-secret-123"})
+    assert allowed.status_code == 200 and b"slimserve_requests_total" in allowed.data

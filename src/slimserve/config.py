@@ -74,6 +74,7 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     # Drift monitoring (slimserve.drift): window of served rows, when a column counts as drifted, where the
     # counts live (auto: PostgreSQL with DATABASE_URL, else memory; off: no monitoring).
     "METRICS": ("SLIMSERVE_METRICS", "bool", True),  # /metrics and the per-request counters
+    "METRICS_TOKEN": ("SLIMSERVE_METRICS_TOKEN", str, None),  # if set, /metrics needs it as a bearer token
     "DRIFT_STORE": ("SLIMSERVE_DRIFT_STORE", str, "auto"),
     "DRIFT_WINDOW": ("SLIMSERVE_DRIFT_WINDOW", int, 500),
     "DRIFT_MIN_ROWS": ("SLIMSERVE_DRIFT_MIN_ROWS", int, 200),

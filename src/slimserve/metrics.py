@@ -8,6 +8,7 @@ tests can build many apps in one process.
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from flask import Flask, Response, g, request
@@ -16,6 +17,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
 
 from slimserve import __version__
+from slimserve.errors import Unauthorized
 from slimserve.registry import ModelRegistry
 
 # Server time from the first to the last Flask hook: 1 ms is a metadata route, 50-500 ms an image at 0.1 vCPU.
@@ -121,5 +123,15 @@ def init_app(app: Flask) -> AppMetrics:
         if g.pop("metrics_started", None) is not None:
             metrics.in_flight.dec()
 
-    app.add_url_rule("/metrics", "metrics", metrics.exposition, methods=["GET"])
+    token = app.config.get("METRICS_TOKEN")
+
+    def scrape() -> Response:
+        """The exposition; with SLIMSERVE_METRICS_TOKEN set, only for `Authorization: Bearer <token>`."""
+        if token and not hmac.compare_digest(request.headers.get("Authorization", "").encode(),
+                                             f"Bearer {token}".encode()):
+            raise Unauthorized("/metrics needs the bearer token set in SLIMSERVE_METRICS_TOKEN",
+                               code="credentials_required", challenge='Bearer realm="slimserve-metrics"')
+        return metrics.exposition()
+
+    app.add_url_rule("/metrics", "metrics", scrape, methods=["GET"])
     return metrics

@@ -17,6 +17,11 @@ bp = Blueprint("drift", __name__)
 def model_drift(name: str):
     """Per-feature PSI and p-value against the training reference, prediction drift and a status."""
     entry = registry().get(name)
+    guard = current_app.extensions.get("slimserve.auth")
+    if guard is not None:
+        # The same credentials as the model's predictions: comparing two reports taken around one request
+        # would tell which bins that request's values fell in.
+        guard.check(entry.manifest.name)
     state = current_app.extensions["slimserve.drift"]
     monitor = state["monitors"].get(entry.manifest.name)
     if monitor is None:
