@@ -223,3 +223,16 @@ def test_drift_of_a_guarded_model_needs_its_credentials():
     assert client.get("/models/heart_failure/drift").status_code == 401
     assert client.get("/models/heart_failure/drift", headers={"X-API-Key": other_key}).status_code == 403
     assert client.get("/models/heart_failure/drift", headers={"X-API-Key": key}).status_code == 200
+
+
+def test_the_openapi_document_describes_the_drift_route_the_server_answers(heart_client):
+    from openapi_spec_validator import validate
+
+    client = heart_client.test_client()
+    spec = client.get("/openapi.json").get_json()
+    validate(spec)
+    operation = spec["paths"]["/models/heart_failure/drift"]["get"]
+    assert operation["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("DriftReport")
+    body = client.get("/models/heart_failure/drift").get_json()
+    assert set(body) == set(spec["components"]["schemas"]["DriftReport"]["properties"])
+    assert "/metrics" in spec["paths"]

@@ -6,11 +6,13 @@ from flask import Blueprint, current_app
 from prometheus_client.core import GaugeMetricFamily
 
 from slimserve.drift.monitor import STATUSES, DriftMonitor, Thresholds
+from slimserve.drift.schemas import DriftReportSchema
 from slimserve.errors import NotFound
 from slimserve.registry import ModelRegistry
 from slimserve.views.context import registry
 
 bp = Blueprint("drift", __name__)
+_report_schema = DriftReportSchema()
 
 
 @bp.get("/models/<name>/drift")
@@ -27,8 +29,8 @@ def model_drift(name: str):
     if monitor is None:
         raise NotFound("this model has no drift reference in its manifest (or drift monitoring is off)",
                        code="drift_not_available")
-    return {"model": entry.manifest.name, "version": entry.manifest.version, "store": state["store"],
-            **monitor.report(state["thresholds"])}
+    return _report_schema.dump({"model": entry.manifest.name, "version": entry.manifest.version,
+                                "store": state["store"], **monitor.report(state["thresholds"])})
 
 
 def drift_collector(models: ModelRegistry, monitors: dict[str, DriftMonitor], thresholds: Thresholds):
