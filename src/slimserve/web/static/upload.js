@@ -43,7 +43,7 @@ document.addEventListener("DOMContentLoaded", async () => {
       if (mine !== generation) return;
       if (!response.ok || !data) { slim.showError(result, response.status, data); return; }
       slim.showPrediction(result, info, data.prediction, data.probabilities,
-        "Threshold " + data.threshold + " · model " + data.model + " " + data.version);
+        "Decision threshold " + slim.percent(data.threshold) + " · model " + data.model + " " + data.version);
       if (typeof data.heatmap === "string" && data.heatmap.startsWith("data:image/")) {
         const overlay = document.createElement("img");
         overlay.src = data.heatmap;
