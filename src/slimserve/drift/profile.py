@@ -122,6 +122,16 @@ def prediction_spec(probabilities: np.ndarray, labels: list[str], positive_label
     return category_spec(PREDICTION, np.asarray(labels, dtype=object)[np.argmax(probabilities, axis=1)], labels)
 
 
+def build_image_profile(batch: np.ndarray, probabilities: np.ndarray, labels: list[str],
+                        positive_label: str | None) -> Profile:
+    """The reference profile of an image model from its model-ready training images and predictions."""
+    stats = image_statistics(batch)
+    specs = [numeric_spec(name, values) for name, values in stats.items()]
+    positive = labels.index(positive_label or labels[-1]) if len(labels) == 2 else -1
+    return Profile(len(probabilities), specs, prediction_spec(probabilities, labels, positive_label or labels[-1]
+                                                              if len(labels) == 2 else None), positive)
+
+
 def image_statistics(batch: np.ndarray) -> dict[str, np.ndarray]:
     """Cheap per-image statistics of a model-ready batch: mean brightness and contrast (std)."""
     flat = np.asarray(batch, dtype=np.float32).reshape(len(batch), -1)
