@@ -74,6 +74,6 @@ def test_named_model_route_predicts(client):
 
 
 def test_upload_page_is_served(client):
-    response = client.get("/")
+    response = client.get("/pages/pneumonia/try")
     assert response.status_code == 200
     assert b'type="file"' in response.data

@@ -12,6 +12,7 @@ from flask import Flask, g, request
 from slimserve import config as settings
 from slimserve import jsonio, ratelimit
 from slimserve.imaging import ImageLimits
+from slimserve.observed import observe_registry
 from slimserve.payloads import body_limit
 from slimserve.registry import build_registry
 from slimserve.runtimes import RuntimeOptions
@@ -37,6 +38,7 @@ def create_app(config: dict[str, Any] | None = None) -> Flask:
 
     views.init_app(app)
     init_security(app)
+    init_monitoring(app)
     app.extensions["slimserve.probes"] = probes(app.extensions["slimserve.registry"])
     ratelimit.init_app(app)  # after the views: the limits are attached to their endpoints
     return app
@@ -58,6 +60,16 @@ def init_security(app: Flask) -> None:
             "port. Set SLIMSERVE_API_KEYS or SLIMSERVE_OIDC_ISSUER (or SLIMSERVE_AUTH=required) before exposing it.")
 
 
+def init_monitoring(app: Flask) -> None:
+    """Prometheus metrics, drift monitoring and the web pages (each in its own package)."""
+    from slimserve import drift, metrics, web
+
+    if app.config["METRICS"]:
+        metrics.init_app(app)
+    drift.init_app(app)
+    web.init_app(app)
+
+
 def init_models(app: Flask) -> None:
     """Build the registry and the prediction service, and start loading the models."""
     cfg = app.config
@@ -68,6 +80,7 @@ def init_models(app: Flask) -> None:
     limits = ImageLimits(max_pixels=cfg["MAX_IMAGE_PIXELS"], min_side=cfg["MIN_IMAGE_SIDE"],
                          max_decode_bytes=cfg["MAX_DECODE_BYTES"], decode_wait_seconds=cfg["DECODE_WAIT_SECONDS"])
     app.extensions["slimserve.registry"] = registry
+    observe_registry(registry)  # load times and served predictions (metrics, drift) without a request hook
     app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"],
                                                             cfg["MAX_ROWS"], cfg["DEFAULT_TABLE_MODEL"])
     app.extensions["slimserve.body_limits"] = {

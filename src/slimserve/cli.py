@@ -1,4 +1,4 @@
-"""Command line: `python -m slimserve compile|check|predict|import-mlflow|keys|audit …`."""
+"""Command line: `python -m slimserve compile|check|predict|import-mlflow|keys|audit|drift …`."""
 
 from __future__ import annotations
 
@@ -77,6 +77,9 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--model")
     audit.add_argument("--file", type=Path, help="read JSON-lines records (the stdout sink's log) instead")
     audit.add_argument("--limit", type=int, default=1000)
+    from slimserve.drift import simulate
+
+    simulate.add_parser(sub)
     return parser
 
 
@@ -92,6 +95,12 @@ def _audit(args: argparse.Namespace) -> list[dict[str, Any]]:
     from slimserve.audit.query import run_query
 
     return run_query(args)
+
+
+def _drift(args: argparse.Namespace) -> dict[str, Any]:
+    from slimserve.drift.simulate import run
+
+    return run(args)
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -157,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         commands = {"compile": _compile, "import-mlflow": _import_mlflow, "check": _check, "predict": _predict,
-                    "keys": _keys, "audit": _audit}
+                    "keys": _keys, "audit": _audit, "drift": _drift}
         result = commands[args.command](args)
     except (SlimserveError, ValueError) as exc:
         print(f"slimserve {args.command}: {getattr(exc, 'message', exc)}", file=sys.stderr)

@@ -75,6 +75,17 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "RENDER_GIT_COMMIT": ("RENDER_GIT_COMMIT", str, None),
     # The image this process runs in (e.g. sha256:…), when whoever starts the container knows it.
     "IMAGE_DIGEST": ("IMAGE_DIGEST", str, None),
+    # Drift monitoring (slimserve.drift): window of served rows, when a column counts as drifted, where the
+    # counts live (auto: PostgreSQL with DATABASE_URL, else memory; off: no monitoring).
+    "METRICS": ("SLIMSERVE_METRICS", "bool", True),  # /metrics and the per-request counters
+    "METRICS_TOKEN": ("SLIMSERVE_METRICS_TOKEN", str, None),  # if set, /metrics needs it as a bearer token
+    "DRIFT_STORE": ("SLIMSERVE_DRIFT_STORE", str, "auto"),
+    "DRIFT_WINDOW": ("SLIMSERVE_DRIFT_WINDOW", int, 500),
+    "DRIFT_MIN_ROWS": ("SLIMSERVE_DRIFT_MIN_ROWS", int, 200),
+    "DRIFT_PSI_WARN": ("SLIMSERVE_DRIFT_PSI_WARN", float, 0.1),
+    "DRIFT_PSI_DRIFT": ("SLIMSERVE_DRIFT_PSI_DRIFT", float, 0.25),
+    "DRIFT_ALPHA": ("SLIMSERVE_DRIFT_ALPHA", float, 0.001),
+    "DRIFT_FLUSH_SECONDS": ("SLIMSERVE_DRIFT_FLUSH_SECONDS", float, 10.0),
 }
 WORKER_SETTINGS = ("MAX_INFLIGHT", "HEADER_SECONDS", "IDLE_SECONDS", "MIN_BODY_RATE", "BODY_BUDGET",
                    "MAX_HEADER_BYTES")

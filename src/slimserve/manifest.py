@@ -30,6 +30,7 @@ from slimserve.contracts import (
     contract_as_dict,
     without_unset,
 )
+from slimserve.drift.profile import ProfileSchema
 from slimserve.errors import ModelConfigError
 from slimserve.model_extras import (
     ActivationMap,
@@ -94,6 +95,8 @@ class Manifest:
     calibration: Calibration | None = None
     ood: OutOfScope | None = None
     cam: ActivationMap | None = None
+    # Bins and training frequencies for drift monitoring (slimserve.drift.profile); optional.
+    drift_reference: dict[str, Any] | None = None
     schema_version: int = SCHEMA_VERSION
     folder: Path = field(default=Path("."), compare=False)
 
@@ -164,6 +167,7 @@ class ManifestSchema(Schema):
     calibration = fields.Nested(CalibrationSchema, load_default=None, allow_none=True)
     ood = fields.Nested(OutOfScopeSchema, load_default=None, allow_none=True)
     cam = fields.Nested(ActivationMapSchema, load_default=None, allow_none=True)
+    drift_reference = fields.Nested(ProfileSchema, load_default=None, allow_none=True)
 
     @validates_schema
     def _labels_fit_activation(self, data: dict[str, Any], **_: Any) -> None:

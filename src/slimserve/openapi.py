@@ -126,7 +126,24 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
             add_tabular_model(spec, manifest, max_rows, prefix)
         else:
             add_image_model(spec, manifest, predict, invocations, prefix)
+    add_monitoring(spec, manifests)
     return spec.to_dict()
+
+
+def add_monitoring(spec: Any, manifests: list[Manifest]) -> None:
+    """`/metrics`, and `/models/<name>/drift` for every model whose manifest has a drift reference."""
+    from slimserve.drift.schemas import DriftReportSchema
+
+    spec.components.schema("DriftReport", schema=DriftReportSchema)
+    spec.path("/metrics", operations={"get": {"summary": "Prometheus metrics (text exposition)", "responses": {
+        "200": {"description": "metrics", "content": {"text/plain": {"schema": {"type": "string"}}}},
+        **_errors(401, 429)}}})
+    for manifest in manifests:
+        if manifest.drift_reference:
+            spec.path(f"/models/{manifest.name}/drift", operations={"get": {
+                "summary": f"Input and prediction drift of {manifest.name} against its training data",
+                "responses": {"200": _json("DriftReport", "PSI and p-value per column, and a status"),
+                              **_errors(401, 403, 429)}}})
 
 
 def model_body(manifest: Manifest, max_rows: int) -> dict[str, Any]:

@@ -11,11 +11,13 @@ import pytest
 
 from tests.infra.tools import run
 
-BUDGET_MB = 200
+# 200 MB until issue 11 added Swagger UI's files for /docs (flask-swagger-ui, 2.6 MB: a pip-installed asset
+# package instead of a CDN) and prometheus-client (0.4 MB): measured 202.5 MB with both.
+BUDGET_MB = 205
 
 
 @pytest.mark.slow
-def test_runtime_requirements_fit_in_200_mb(tmp_path: Path):
+def test_runtime_requirements_fit_in_205_mb(tmp_path: Path):
     venv = tmp_path / "runtime-venv"
     # --without-pip, then this interpreter's pip targets the venv: the measurement holds exactly what
     # requirements.txt pulls in, not the ~23 MB of pip and setuptools a venv is seeded with.

@@ -1,11 +1,8 @@
-"""The OpenAPI document and the browser upload page."""
+"""The OpenAPI document (the pages, /docs included, live in slimserve.web)."""
 
 from __future__ import annotations
 
-import functools
-from importlib import resources
-
-from flask import Blueprint, Response, current_app, jsonify
+from flask import Blueprint, current_app, jsonify
 
 from slimserve.views.context import registry
 
@@ -31,14 +28,3 @@ def openapi():
 
             document_security(cached, guard, registry().default_name)
     return jsonify(cached)
-
-
-@functools.cache
-def _page() -> bytes:
-    return resources.files("slimserve").joinpath("static/index.html").read_bytes()
-
-
-@bp.get("/")
-def upload_page():
-    """A small page to upload an X-ray from a browser."""
-    return Response(_page(), mimetype="text/html")

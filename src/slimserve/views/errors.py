@@ -31,6 +31,7 @@ def error_response(status: int, code: str, message: str, field: str | None = Non
                    extra: dict | None = None) -> ResponseReturnValue:
     """Build the JSON error response every route uses."""
     body: dict = {"code": code, "message": message}
+    g.error_code = code  # for the refusal metrics
     if field:
         body["field"] = field
     body.update(extra or {})

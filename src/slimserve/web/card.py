@@ -1,0 +1,81 @@
+"""A model card (MODEL_CARD.md) rendered safely: everything escaped first, then a small Markdown subset.
+
+Headings, paragraphs, bullet lists, **bold**, *italic*, `code` and http(s) links. No raw HTML passes: a
+card is written by whoever trained the model, but it is shown on our origin under our CSP.
+"""
+
+from __future__ import annotations
+
+import re
+from html import escape
+from pathlib import Path
+
+from markupsafe import Markup
+
+CARD_NAME = "MODEL_CARD.md"
+MAX_CARD_BYTES = 64 * 1024
+_INLINE = [
+    (re.compile(r"`([^`]+)`"), r"<code>\1</code>"),
+    (re.compile(r"\*\*([^*]+)\*\*"), r"<strong>\1</strong>"),
+    (re.compile(r"(?<![*\w])\*([^*]+)\*(?!\*)"), r"<em>\1</em>"),
+    # Only absolute http(s) URLs: no javascript: or data: links. The text is already escaped, so the URL
+    # cannot close the attribute (a quote is &quot; by now).
+    (re.compile(r"\[([^\]]+)\]\((https?://[^\s)]+)\)"), r'<a href="\2" rel="noopener noreferrer">\1</a>'),
+]
+
+
+def _inline(text: str) -> str:
+    html = escape(text, quote=True)
+    for pattern, replacement in _INLINE:
+        html = pattern.sub(replacement, html)
+    return html
+
+
+def render_markdown(text: str) -> Markup:
+    """HTML for a Markdown subset; every character of the input is escaped before any tag is added."""
+    out: list[str] = []
+    paragraph: list[str] = []
+    in_list = False
+
+    def flush() -> None:
+        nonlocal in_list
+        if paragraph:
+            out.append(f"<p>{_inline(' '.join(paragraph))}</p>")
+            paragraph.clear()
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+
+    for line in text.splitlines():
+        stripped = line.strip()
+        heading = re.match(r"^(#{1,4})\s+(.*)$", stripped)
+        item = re.match(r"^[-*]\s+(.*)$", stripped)
+        if not stripped:
+            flush()
+        elif heading:
+            flush()
+            level = len(heading.group(1)) + 2  # the page owns h1 and h2
+            out.append(f"<h{level}>{_inline(heading.group(2))}</h{level}>")
+        elif item:
+            if paragraph:
+                out.append(f"<p>{_inline(' '.join(paragraph))}</p>")
+                paragraph.clear()
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{_inline(item.group(1))}</li>")
+        else:
+            if in_list:
+                out.append("</ul>")
+                in_list = False
+            paragraph.append(stripped)
+    flush()
+    return Markup("\n".join(out))  # built from escaped text only (see _inline)
+
+
+def load_card(folder: Path) -> Markup | None:
+    """The rendered card beside a manifest, if there is one (at most 64 KB)."""
+    path = folder / CARD_NAME
+    if not path.is_file():
+        return None
+    return render_markdown(path.read_bytes()[:MAX_CARD_BYTES].decode("utf-8", errors="replace"))
