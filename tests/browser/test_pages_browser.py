@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -43,7 +44,27 @@ def test_xray_page_shows_each_sample_and_clears_the_old_result(tab, server):
         assert "%" in text and "1.000" not in text and "P(pneumonia)" not in text
         for label in info["labels"]:
             assert info["label_names"].get(label, label) in text
+        if info["explains"]:  # the heatmap is drawn over a copy of the upload
+            heatmap = result.locator("figure.overlay img.heatmap")
+            heatmap.wait_for(timeout=TIMEOUT)
+            assert heatmap.get_attribute("src").startswith("data:image/png;base64,")
     tab.shot("xray-result")
+
+
+def test_xray_page_shows_the_refusal_of_an_image_that_is_not_an_x_ray(tab, tmp_path):
+    from PIL import Image
+
+    grey = tmp_path / "grey.png"
+    Image.new("L", (256, 256), 128).save(grey)
+    page = tab.page
+    page.goto("/pages/pneumonia/try")
+    page.set_input_files("#file", str(grey))
+    page.click("button[type=submit]")
+    page.wait_for_selector("#result.error", timeout=TIMEOUT)
+    expected_refusal(tab)
+    text = page.locator("#result").inner_text()
+    assert "not_a_chest_xray" in text and "chest X-ray" in text and "PNEUMONIA" not in text
+    tab.shot("xray-refusal")
 
 
 def test_xray_page_shows_the_error_from_the_body(tab, server, tmp_path):
@@ -65,7 +86,7 @@ def test_xray_page_shows_the_error_from_the_body(tab, server, tmp_path):
 def expected_refusal(tab) -> None:
     """Chromium logs a refused fetch as a console error; drop exactly that one line, nothing else."""
     refused = [e for e in tab.errors if e.startswith("Failed to load resource: the server responded with a status "
-                                                      "of 4") and "/predict)" in e]
+                                                      "of 4") and re.search(r"/predict(\?explain=true)?\)$", e)]
     assert len(refused) == 1, tab.errors
     tab.errors.remove(refused[0])
 

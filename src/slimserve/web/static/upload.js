@@ -38,18 +38,30 @@ document.addEventListener("DOMContentLoaded", async () => {
     result.textContent = "Classifying…";
     result.hidden = false;
     try {
-      const response = await fetch(form.dataset.url, { method: "POST", body, headers: slim.headers() });
+      // Models that export an activation map also draw where the evidence was (`?explain=true`).
+      const url = form.dataset.url + (info && info.explains ? "?explain=true" : "");
+      const response = await fetch(url, { method: "POST", body, headers: slim.headers() });
       const data = await slim.readJson(response);
       if (mine !== generation) return;
       if (!response.ok || !data) { slim.showError(result, response.status, data); return; }
       slim.showPrediction(result, info, data.prediction, data.probabilities,
         "Decision threshold " + slim.percent(data.threshold) + " · model " + data.model + " " + data.version);
-      if (typeof data.heatmap === "string" && data.heatmap.startsWith("data:image/")) {
+      const map = data.heatmap;
+      if (map && map.media_type === "image/png" && typeof map.data === "string" && previewUrl) {
+        // The heatmap has the upload's aspect ratio: stretched over a copy of the X-ray, it lines up.
+        const figure = document.createElement("figure");
+        figure.className = "overlay";
+        const xray = document.createElement("img");
+        xray.src = previewUrl;
+        xray.alt = "The uploaded X-ray";
         const overlay = document.createElement("img");
-        overlay.src = data.heatmap;
-        overlay.alt = "Heatmap of the regions that weighed most in the prediction";
+        overlay.src = "data:image/png;base64," + map.data;
+        overlay.alt = "Heatmap of the regions that weighed most towards pneumonia";
         overlay.className = "heatmap";
-        result.append(overlay);
+        const caption = document.createElement("figcaption");
+        caption.textContent = "Red: where the model saw evidence of pneumonia (not a diagnosis).";
+        figure.append(xray, overlay, caption);
+        result.append(figure);
       }
     } catch (err) {
       if (mine === generation) slim.showError(result, 0, { error: { message: "The service did not answer." } });
