@@ -47,6 +47,7 @@ MEMORY_LIMIT = 256 * 1024 * 1024
 TENTH_VCPU = 10_000  # µs of CPU per 100 ms period
 HEALTH_TIMEOUT = 5.0  # Render's health check gives up after 5 s
 SCHEMATHESIS = "schemathesis==4.32.5"
+CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 GOALS = {"oom_kills": 0, "server_errors_5xx": 0, "refused_cpu_s": 1.0, "shedding_p99_ms": 50.0,
          "health_p99_ms": 200.0, "predict_req_per_s": 11.0, "sigterm_failed_in_flight": 0,
          "schemathesis_failures": 0}
@@ -209,14 +210,19 @@ def run_schemathesis(env: Envelope, venv: Path, cases: int, seconds: int, workdi
     spec = json.loads(exchange(env.server.port, "GET", "/openapi.json", timeout=30, keep=10**7).body or b"{}")
     operations = sum(1 for item in spec.get("paths", {}).values() for method in item if method in ("get", "post"))
     out = workdir / "schemathesis.json"
-    argv = [str(schemathesis_venv(venv)), "run", f"http://{HOST}:{env.server.port}/openapi.json", "--checks", "all",
+    # The project's conformance settings: real images for image bodies (the tool's own 1x1 PNG is below every
+    # model's input size) and 413 counted as a rejection (scripts/conformance).
+    argv = [str(schemathesis_venv(venv)), "--config-file", str(CONFORMANCE / "schemathesis.toml"), "run",
+            f"http://{HOST}:{env.server.port}/openapi.json", "--checks", "all",
             "--max-examples", str(math.ceil(cases / max(operations, 1))), "--workers", "1", "--seed", "1",
             "--request-timeout", "10", "--max-time", str(seconds), "--no-shrink", "--warnings", "off",
             "--suppress-health-check", "all", "--phases", "examples,coverage,fuzzing", "--report", "json",
             "--report-json-path", str(out)]
     cursor = LogCursor(env.log)
     try:
-        done = subprocess.run(argv, cwd=workdir, capture_output=True, text=True, timeout=seconds + 120, check=False)
+        done = subprocess.run(argv, cwd=CONFORMANCE, capture_output=True, text=True, timeout=seconds + 120,
+                              check=False, env={**os.environ, "SCHEMATHESIS_HOOKS": "schemathesis_hooks",
+                                                "PYTHONPATH": str(CONFORMANCE)})
         exit_code: int | str = done.returncode
     except subprocess.TimeoutExpired:
         exit_code = "timeout"
