@@ -35,11 +35,11 @@ docker-test:
 	PYTHON=$(PYTHON) scripts/docker_test.sh
 
 bench: $(VENV)/.dev
-	$(BIN)/python scripts/bench/envelope.py
+	$(BIN)/python -m scripts.bench.envelope
 
 # Hostile input, schemathesis, slow clients, overload and SIGTERM in 0.1 vCPU / 256 MB (~10 min, root for cgroups).
 bench-reliability: $(VENV)/.dev
-	$(BIN)/python scripts/bench/reliability.py
+	$(BIN)/python -m scripts.bench.reliability
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -20,9 +20,6 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
-for path in (REPO / "src", REPO):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
 
 from slimserve import create_app  # noqa: E402
 

@@ -1,6 +1,6 @@
 """Benchmark the real gunicorn server in a 0.1 vCPU / 256 MB cgroup, against the TensorFlow baseline.
 
-Writes artifacts/bench/envelope.json and envelope.png. Usage: `python scripts/bench/envelope.py`
+Writes artifacts/bench/envelope.json and envelope.png. Usage: `python -m scripts.bench.envelope`
 (root and a writable cgroup v1 hierarchy are needed for the limits; without them the runs are unlimited
 and the report says so).
 """
@@ -18,8 +18,6 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 from scripts.bench.client import load_samples  # noqa: E402
 from scripts.bench.phases import Context, RunSpec, run_once  # noqa: E402

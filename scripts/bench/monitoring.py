@@ -68,7 +68,6 @@ def hook_cpu_us(rounds: int = 20000) -> float:
 
 MEMORY_CODE = """
 import gc, os, sys
-sys.path.insert(0, {src!r}); sys.path.insert(0, {repo!r})
 from scripts.bench.monitoring import heart_app
 app = heart_app({on})
 client = app.test_client()
@@ -85,7 +84,7 @@ def memory_mb(runs: int = 3) -> dict[str, Any]:
     """Resident memory of a process after the same traffic, metrics on vs off (median of runs)."""
     rss = {}
     for on in (True, False):
-        code = MEMORY_CODE.format(src=str(REPO / "src"), repo=str(REPO), on=on)
+        code = MEMORY_CODE.format(on=on)
         values = [int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                                      cwd=REPO).stdout.split()[-1]) for _ in range(runs)]
         rss[on] = statistics.median(values) / 2**20
@@ -184,7 +183,6 @@ def detection(model: str, max_rows: int = 1000, null_rows: int = 5000, seed: int
 
 def main() -> None:
     """Measure everything and write the JSON."""
-    sys.path.insert(0, str(REPO))
     result = {
         "python": sys.version.split()[0], "cpus": os.cpu_count(), "batch_rows": BATCH,
         "metrics": {"per_request": request_cpu_us(), "hooks_us": hook_cpu_us(), "memory": memory_mb()},

@@ -18,8 +18,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "src") not in sys.path:
-    sys.path.insert(0, str(REPO / "src"))
 
 OUT = REPO / "artifacts" / "bench" / "ratelimit.json"
 BLOCKS = 20

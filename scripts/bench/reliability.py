@@ -1,6 +1,6 @@
 """Reliability benchmark in 0.1 vCPU / 256 MB: hostile input, schemathesis, slow clients, overload, SIGTERM.
 
-Writes artifacts/bench/reliability.json and prints markdown tables. Usage: `python scripts/bench/reliability.py`
+Writes artifacts/bench/reliability.json and prints markdown tables. Usage: `python -m scripts.bench.reliability`
 (root and a writable cgroup v1 hierarchy are needed for the limits). Only 127.0.0.1 is ever contacted; every
 socket has a timeout and every phase a time bound.
 """
@@ -26,13 +26,19 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 from scripts.bench import server as srv  # noqa: E402
 from scripts.bench.cgroups import UNLIMITED, Sandbox  # noqa: E402
 from scripts.bench.client import HOST, Upload, load_samples  # noqa: E402
-from scripts.bench.hostile import Case, Outcome, corpus, exchange, hold_slow, with_background  # noqa: E402
+from scripts.bench.hostile import (  # noqa: E402
+    Case,
+    Outcome,
+    corpus,
+    exchange,
+    hold_slow,
+    with_background,
+    with_processes,
+)
 from scripts.bench.measure import PROC, MemorySampler, parse_cpu_seconds, percentile, process_tree  # noqa: E402
 from scripts.bench.report import machine_facts  # noqa: E402
 from scripts.bench.tabular_data import SHARED_DATA, build_payloads, tabular_manifests  # noqa: E402
@@ -46,6 +52,7 @@ TABULAR = "/models/heart_failure/invocations"
 MEMORY_LIMIT = 256 * 1024 * 1024
 TENTH_VCPU = 10_000  # µs of CPU per 100 ms period
 HEALTH_TIMEOUT = 5.0  # Render's health check gives up after 5 s
+CLIENT_PROCESSES = 4  # load clients are spread over this many processes; the /health poller has its own
 SCHEMATHESIS = "schemathesis==4.32.5"
 CONFORMANCE = Path(__file__).resolve().parents[1] / "conformance"
 GOALS = {"oom_kills": 0, "server_errors_5xx": 0, "refused_cpu_s": 1.0, "shedding_p99_ms": 50.0,
@@ -253,10 +260,12 @@ def slowloris(env: Envelope, mode: str, upload: Upload, connections: int, second
 def load(env: Envelope, path: str, uploads: list[Upload], concurrency: int, seconds: float) -> dict:
     """`concurrency` clients back to back for `seconds` (each then finishes its request), /health polled beside."""
     env.settle()
-    jobs = [("health", "/health", None, 0.1, HEALTH_TIMEOUT)]
-    jobs += [(f"c{n}", path, uploads[n % len(uploads)], 0.0, 30.0) for n in range(concurrency)]
+    clients = [(f"c{n}", path, uploads[n % len(uploads)], 0.0, 30.0) for n in range(concurrency)]
+    groups = [[("health", "/health", None, 0.1, HEALTH_TIMEOUT)], *(clients[i::CLIENT_PROCESSES]
+                                                                   for i in range(CLIENT_PROCESSES))]
     began = time.monotonic()
-    found, row, aftermath = measured(env, lambda: with_background(env.server.port, jobs, lambda: time.sleep(seconds)))
+    found, row, aftermath = measured(env, lambda: with_processes(env.server.port, groups,
+                                                                 lambda: time.sleep(seconds)))
     elapsed = time.monotonic() - began
     row["settle"] = env.settle()
     row.update(aftermath())

@@ -19,8 +19,6 @@ from importlib import metadata
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:
-    sys.path.insert(0, str(REPO))
 
 from scripts.bench import mlflow_baseline as mlf  # noqa: E402
 from scripts.bench import server as srv  # noqa: E402

@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
-if str(REPO / "src") not in sys.path:
-    sys.path.insert(0, str(REPO / "src"))
 
 from scripts.bench.tabular_data import build_payloads, tabular_manifests  # noqa: E402
 from scripts.bench.tabular_http import summarize  # noqa: E402

@@ -38,7 +38,6 @@ def _cpu() -> float:
 
 def run_case(name: str) -> dict:
     """Build the app, POST one body, and measure (runs inside the child)."""
-    sys.path.insert(0, str(REPO / "src"))
     from slimserve import create_app
 
     (mimetype, build), table_bytes = CASES[name]
