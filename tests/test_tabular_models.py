@@ -151,3 +151,13 @@ def test_invocations_without_a_name_use_the_configured_default_tabular_model(hea
     served = np.array([p["1"] for p in response.get_json()["probabilities"]])
     assert np.max(np.abs(served - reference_probabilities(heart_rows)[:, 1])) < 1e-5
     assert client.get("/version").get_json()["default_model"] == "pneumonia"  # images still go to the X-ray model
+
+
+@pytest.mark.parametrize("name", TABULAR)
+def test_every_tabular_model_serves_a_model_card_that_matches_its_metrics(client, name):
+    model = client.get(f"/models/{name}").get_json()
+    card = model["model_card"]
+    assert card and card.startswith(f"# Model card: {name} {model['version']}")
+    for section in ("## Intended use", "## Out of scope", "## Data", "## Metrics", "## Limitations"):
+        assert section in card
+    assert f"| test | {model['metrics']['test']['n']} | {model['metrics']['test']['accuracy']:.3f} |" in card

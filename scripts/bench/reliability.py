@@ -385,6 +385,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--predict-limit", default="5/second",
                         help="SLIMSERVE_RATE_LIMIT_PREDICT of the 429 run (the other runs keep server_env's limits)")
     parser.add_argument("--skip", default="", help="phases to skip: corpus,schemathesis,slowloris,load,sigterm,429")
+    parser.add_argument("--gunicorn-args", default="",
+                        help="extra gunicorn flags, e.g. '--worker-class gthread --threads 4' to measure the "
+                             "stock worker against the same scenarios (GUNICORN_CMD_ARGS)")
     parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "reliability.json")
     return parser
 
@@ -404,7 +407,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="slimserve-reliability-") as tmp:
         workdir = Path(tmp)
-        env = Envelope("main", workdir, {})
+        env = Envelope("main", workdir, {"GUNICORN_CMD_ARGS": args.gunicorn_args} if args.gunicorn_args else {})
         try:
             env.start()
             report["envelope"].update(enforced=env.sandbox.active, notes=env.sandbox.notes,

@@ -31,6 +31,7 @@ from sklearn.model_selection import StratifiedKFold, cross_validate, train_test_
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
+from scripts.training import model_card
 from scripts.training import tabular_onnx as onnx_tools
 from scripts.training import tabular_report as report
 from slimserve.errors import UnprocessableEntity
@@ -187,6 +188,7 @@ def train(spec: ModelSpec, args: argparse.Namespace) -> Path:
     }
     (folder / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n", encoding="utf-8")
     save_manifest(build_manifest(spec, args, model, metrics, folder / "model.onnx"))
+    model_card.write_card(folder)
     return folder
 
 
