@@ -1,14 +1,11 @@
 """A gunicorn worker that reads whole requests in its event loop before any thread sees them.
 
-Why: gunicorn's gthread worker hands a connection to a thread as soon as one byte arrives, and the thread
-then blocks reading the rest. Four clients trickling headers at 1 byte/s held all four threads and stalled
-every other client; a body shorter than its Content-Length held a thread for good. Here the event loop
-buffers each request under deadlines and only complete requests reach a thread, so a slow client costs a
-buffer, not a thread. Complete requests go to one of two lanes: predictions (POST) with a bounded number in
-flight — past it the loop answers 503 + Retry-After at once instead of queueing — and everything else
-(`/health`, `/ready`, metadata) on threads of its own, so probes never wait behind predictions.
+Why: gthread hands a connection to a thread as soon as one byte arrives, and the thread blocks reading the rest:
+four clients trickling headers at 1 byte/s stalled every other client, and a body shorter than its
+Content-Length held a thread for good. Here the loop buffers each request under deadlines, answers `/health`
+and `/ready` itself, and hands only complete requests to threads: predictions (POST) to a lane with a bounded
+number in flight (past it: 503 + Retry-After at once, never a queue), other routes to threads of their own.
 """
-
 from __future__ import annotations
 
 import contextlib
@@ -29,17 +26,13 @@ from slimserve import config as settings
 from slimserve.wire import BufferedSocket, Conn, error_bytes, response_bytes, retry_seconds
 
 PREDICTION_NICE = 10
-DRAIN_SECONDS = 2.0
-SUMMARY_SECONDS = 10.0  # after an early answer, read and discard the unread body so the client sees the answer
+DRAIN_SECONDS = 2.0  # after an early answer, read and discard the unread body so the client sees the answer
+SUMMARY_SECONDS = 10.0  # how often the loop's own answers are summed up in the log
 
 
 def lower_priority() -> None:
-    """Run this thread at nice +PREDICTION_NICE.
-
-    Under a 0.1 vCPU quota the loop and the predictions share 10 ms of CPU per 100 ms. Linux weighs threads by
-    nice value, so the loop (accepting, shedding, answering probes: ~0.1-0.2 ms each) runs first whenever it
-    has work, and predictions still get every cycle the loop does not use.
-    """
+    """Run this thread at nice +PREDICTION_NICE: under a 0.1 vCPU quota the loop (accepting, shedding, probes:
+    ~0.1-0.2 ms each) then runs first whenever it has work, and predictions get every cycle it does not use."""
     with contextlib.suppress(OSError):  # not permitted here: run at normal priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREDICTION_NICE)
 
@@ -58,7 +51,7 @@ class BufferingWorker(ThreadWorker):
         self.conns: set[Conn] = set()
         self.answered: dict[str, int] = {}  # loop answers (shed, timeouts, bad heads) since the last summary
         self.summarized = time.monotonic()
-        # Predictions finished and shed in the current and the previous second: the basis of Retry-After.
+        # Predictions finished and shed this second and the last: the basis of Retry-After.
         self.window, self.last_window, self.window_started = {"done": 0, "shed": 0}, {"done": 0, "shed": 0}, 0.0
         self.probe_pool = futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
         super().init_process()
@@ -71,9 +64,10 @@ class BufferingWorker(ThreadWorker):
     def load_wsgi(self) -> None:
         """Load the app, then pick up the probes it offers for the loop to answer itself."""
         super().load_wsgi()
-        self.probes = getattr(self.wsgi, "extensions", {}).get("slimserve.probes", {})
+        extensions = getattr(self.wsgi, "extensions", {})
+        self.probes = extensions.get("slimserve.probes", {})
         # Predictions answered here (shed, timed out) never reach the app: the audit trail records them via this.
-        self.audit_loop = getattr(self.wsgi, "extensions", {}).get("slimserve.audit_loop")
+        self.audit_loop = extensions.get("slimserve.audit_loop")
 
     def accept(self, server, listener) -> bool:
         """Accept a connection and watch it for bytes (no thread is involved yet); False if none was waiting."""
@@ -201,12 +195,7 @@ class BufferingWorker(ThreadWorker):
             with self._lock:
                 self.inflight -= 1
                 self.window["done"] += 1
-        keepalive = False
-        if not fs.cancelled():
-            try:
-                keepalive = fs.result()[0]
-            except Exception:
-                keepalive = False
+        keepalive = not fs.cancelled() and fs.exception() is None and fs.result()[0]
         if not keepalive or not self.alive or conn.passthrough:
             return self._drop(conn, registered=False)
         conn.reset(conn.buffer.leftover)
@@ -228,7 +217,7 @@ class BufferingWorker(ThreadWorker):
         self.log.debug('"%s %s" %s %s rid=%s', conn.buffer.method or "-", conn.buffer.path or "-", status, code,
                        request_id)
         self.answered[code] = self.answered.get(code, 0) + 1
-        if getattr(self, "audit_loop", None) is not None:
+        if getattr(self, "audit_loop", None):
             self.audit_loop(conn.buffer.method, conn.buffer.path, status, request_id)
         self._release(conn)
         if drain:
