@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import struct
 import zlib
+from pathlib import Path
 
 import schemathesis
 from hypothesis import strategies as st
@@ -32,6 +33,10 @@ def grey_png(width: int, height: int, level: int) -> bytes:
             + _chunk(b"IEND", b""))
 
 
+# pneumonia 2.0.0 refuses what is not a chest X-ray (422 not_a_chest_xray), which a schema cannot say either:
+# spec-valid image bodies for it are the repository's sample X-ray (as JPEG, and re-encoded as PNG by no
+# one: the PNG strategy stays synthetic, for the models that take any image).
+XRAY = (Path(__file__).resolve().parents[2] / "tests" / "data" / "sample_xray.jpeg").read_bytes()
 PNGS = st.builds(grey_png, st.integers(28, 256), st.integers(28, 256), st.integers(0, 255))
 schemathesis.openapi.media_type("image/png", PNGS)
-schemathesis.openapi.media_type("image/jpeg", st.just(JPEG_64))
+schemathesis.openapi.media_type("image/jpeg", st.sampled_from([XRAY, JPEG_64]))
