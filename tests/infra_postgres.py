@@ -9,6 +9,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+import pytest
+
 from tests.server_process import free_port
 
 
@@ -68,3 +70,17 @@ class PostgresCluster:
         """Stop if running and delete the cluster's files."""
         self.stop()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module", name="cluster")
+def cluster_fixture():
+    """One throwaway cluster for the test module, removed even when a test fails."""
+    bindir = postgres_bin()
+    if bindir is None:
+        pytest.skip("PostgreSQL is not installed and `apt-get install postgresql` was not possible here")
+    pg = PostgresCluster(bindir)
+    try:
+        pg.start()
+        yield pg
+    finally:
+        pg.remove()

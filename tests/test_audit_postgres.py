@@ -13,24 +13,11 @@ import pytest
 from slimserve import create_app
 from tests.auth_support import REPO
 from tests.conftest import BUNDLED, image_bytes, write_fake_model
-from tests.infra_postgres import PostgresCluster, postgres_bin
+from tests.infra_postgres import cluster_fixture  # noqa: F401 (the `cluster` fixture)
 from tests.server_process import ServerProcess
 
 AUDIT_KEY = "pg-audit-key-abcdef"
 
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One throwaway cluster for the module, removed even when a test fails."""
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed and `apt-get install postgresql` was not possible here")
-    pg = PostgresCluster(bindir)
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.remove()
 
 
 @pytest.fixture

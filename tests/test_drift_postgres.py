@@ -2,29 +2,14 @@
 
 from __future__ import annotations
 
-import pytest
-
 from slimserve import create_app
 from slimserve.drift.simulate import simulate
 from slimserve.paths import BUNDLED_MODELS
 from tests.conftest import SHARED, needs_shared
-from tests.infra_postgres import PostgresCluster, postgres_bin
+from tests.infra_postgres import cluster_fixture  # noqa: F401 (the `cluster` fixture)
 
 HEART = BUNDLED_MODELS / "heart_failure" / "1.0.0"
 
-
-@pytest.fixture(scope="module")
-def cluster():
-    """One throwaway cluster for the module, removed even when a test fails."""
-    bindir = postgres_bin()
-    if bindir is None:
-        pytest.skip("PostgreSQL is not installed and `apt-get install postgresql` was not possible here")
-    pg = PostgresCluster(bindir)
-    try:
-        pg.start()
-        yield pg
-    finally:
-        pg.remove()
 
 
 def heart_app(url: str):
