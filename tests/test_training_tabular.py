@@ -23,7 +23,8 @@ DATA_FOLDERS = {"heart.csv": "heart_failure", "diabetes_prediction_dataset.csv":
 MANIFEST_KEYS = {"schema_version", "name", "version", "task", "description", "labels", "label_names",
                  "positive_label", "threshold", "activation", "features", "onnx", "source", "compiled", "training",
                  "metrics"}
-ARTIFACT_FILES = {"model.onnx", "manifest.json", "metrics.json", "calibration.png", "confusion_matrix.png", "roc.png"}
+ARTIFACT_FILES = {"model.onnx", "manifest.json", "metrics.json", "calibration.png", "confusion_matrix.png", "roc.png",
+                  "MODEL_CARD.md"}
 HEART = SHARED / "data" / "heart_failure" / "heart.csv"
 
 

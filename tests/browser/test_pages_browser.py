@@ -194,7 +194,8 @@ def test_model_page_shows_plots_and_drift(tab):
     page.goto("/pages/heart_failure")
     page.wait_for_selector("#drift table", timeout=TIMEOUT)
     for image in page.locator("img").all():
-        assert image.evaluate("i => i.complete && i.naturalWidth > 0")
+        image.scroll_into_view_if_needed()  # the plots load lazily, below the model card
+        page.wait_for_function("i => i.complete && i.naturalWidth > 0", arg=image.element_handle(), timeout=TIMEOUT)
     assert page.locator("#drift tbody tr").count() == 12  # 11 features and the prediction
     tab.shot("model-heart_failure")
 
