@@ -124,3 +124,10 @@ def test_credentials_field_only_for_models_behind_access_control(tmp_path, fake_
     client = app.test_client()
     assert 'id="credential"' in client.get("/pages/heart/try").get_data(as_text=True)
     assert 'id="credential"' not in client.get("/pages/pneumonia/try").get_data(as_text=True)
+
+
+def test_card_tables_and_continued_list_items_render_escaped():
+    html = str(render_markdown("| a | <b>x</b> |\n|---|---|\n| 1 | `2` |\n\n- first line\n  goes on\n- second"))
+    assert "<table><thead><tr><th scope=\"col\">a</th><th scope=\"col\">&lt;b&gt;x&lt;/b&gt;</th></tr></thead>" in html
+    assert "<tbody><tr><td>1</td><td><code>2</code></td></tr></tbody></table>" in html
+    assert "<li>first line goes on</li>" in html and "<li>second</li>" in html and "|" not in html

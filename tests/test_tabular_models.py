@@ -160,4 +160,4 @@ def test_every_tabular_model_serves_a_model_card_that_matches_its_metrics(client
     assert card and card.startswith(f"# Model card: {name} {model['version']}")
     for section in ("## Intended use", "## Out of scope", "## Data", "## Metrics", "## Limitations"):
         assert section in card
-    assert f"| test | {model['metrics']['test']['n']} | {model['metrics']['test']['accuracy']:.3f} |" in card
+    assert f"- test (n = {model['metrics']['test']['n']}): accuracy {model['metrics']['test']['accuracy']:.3f}," in card

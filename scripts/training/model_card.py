@@ -58,6 +58,11 @@ TEXT: dict[str, tuple[str, str, list[str]]] = {
 }
 
 
+VALIDATION_NOTE = ("Inputs are validated against the training ranges and categories; values outside them are "
+                   "refused (422), not extrapolated. Drift against the training distribution is reported at "
+                   "`/models/{name}/drift`.")
+
+
 def card_text(manifest: Manifest, metrics: dict[str, Any]) -> str:
     """The card's Markdown."""
     key = "antibiotic" if manifest.name.startswith("modelo_") else manifest.name
@@ -67,8 +72,9 @@ def card_text(manifest: Manifest, metrics: dict[str, Any]) -> str:
     labels = ", ".join(f"`{label}` ({manifest.label_names.get(label, label)})" for label in manifest.labels)
     features = ", ".join(f"`{f.name}`" for f in manifest.features or [])
     rows = [("test", split.get("n_test"), test), ("5-fold CV on train (mean)", split.get("n_train"), cv)]
-    table = "\n".join(f"| {name} | {n} | {_fmt(m.get('accuracy'))} | {_fmt(m.get('auc'))} | "
-                      f"{_fmt(m.get('f1'))} | {_fmt(m.get('brier'))} |" for name, n, m in rows if m)
+    # Bullets, not a table: the model page renders a small Markdown subset (no tables, one-line items).
+    table = "\n".join(f"- {name} (n = {n}): accuracy {_fmt(m.get('accuracy'))}, AUC {_fmt(m.get('auc'))}, "
+                      f"F1 {_fmt(m.get('f1'))}, Brier {_fmt(m.get('brier'))}" for name, n, m in rows if m)
     baselines = "\n".join(f"- {name}: accuracy {_fmt(b.get('test', b).get('accuracy'))}, AUC "
                           f"{_fmt(b.get('test', b).get('auc'))}" for name, b in metrics.get("baseline", {}).items())
     training = manifest.training
@@ -98,8 +104,6 @@ PROVENANCE.md. Split: {split.get("n_train")} training rows, {split.get("n_test")
 seed {split.get("seed", training.get("seed"))}).
 
 ## Metrics (`metrics.json`)
-| split | n | accuracy | AUC | F1 | Brier |
-|---|---|---|---|---|---|
 {table}
 
 Baselines on the same test split:
@@ -109,8 +113,7 @@ Plots beside this card: `roc.png`, `calibration.png`, `confusion_matrix.png`.
 
 ## Limitations
 {chr(10).join("- " + item for item in limitations)}
-- Inputs are validated against the training ranges and categories; values outside them are refused (422),
-  not extrapolated. Drift against the training distribution is reported at `/models/{manifest.name}/drift`.
+- {VALIDATION_NOTE.format(name=manifest.name)}
 """
 
 

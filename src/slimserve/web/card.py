@@ -1,6 +1,7 @@
 """A model card (MODEL_CARD.md) rendered safely: everything escaped first, then a small Markdown subset.
 
-Headings, paragraphs, bullet lists, **bold**, *italic*, `code` and http(s) links. No raw HTML passes: a
+Headings, paragraphs, bullet lists (items may continue on indented lines), pipe tables, **bold**, *italic*,
+`code` and http(s) links. No raw HTML passes: a
 card is written by whoever trained the model, but it is shown on our origin under our CSP.
 """
 
@@ -35,6 +36,7 @@ def render_markdown(text: str) -> Markup:
     """HTML for a Markdown subset; every character of the input is escaped before any tag is added."""
     out: list[str] = []
     paragraph: list[str] = []
+    rows: list[list[str]] = []
     in_list = False
 
     def flush() -> None:
@@ -45,11 +47,25 @@ def render_markdown(text: str) -> Markup:
         if in_list:
             out.append("</ul>")
             in_list = False
+        if rows:
+            out.append(_table(rows))
+            rows.clear()
 
     for line in text.splitlines():
         stripped = line.strip()
         heading = re.match(r"^(#{1,4})\s+(.*)$", stripped)
         item = re.match(r"^[-*]\s+(.*)$", stripped)
+        if stripped.startswith("|") and stripped.endswith("|"):
+            if not rows:
+                flush()
+            if not re.match(r"^\|[\s:|-]+\|$", stripped):  # the |---| separator carries nothing
+                rows.append([cell.strip() for cell in stripped[1:-1].split("|")])
+            continue
+        if rows:
+            flush()
+        if in_list and line[:1].isspace() and stripped and not item:  # an item continued on the next line
+            out[-1] = out[-1][:-len("</li>")] + " " + _inline(stripped) + "</li>"
+            continue
         if not stripped:
             flush()
         elif heading:
@@ -71,6 +87,13 @@ def render_markdown(text: str) -> Markup:
             paragraph.append(stripped)
     flush()
     return Markup("\n".join(out))  # built from escaped text only (see _inline)
+
+
+def _table(rows: list[list[str]]) -> str:
+    """A Markdown pipe table: the first row is the header; cells are escaped like all text."""
+    head = "".join(f"<th scope=\"col\">{_inline(cell)}</th>" for cell in rows[0])
+    body = "".join("<tr>" + "".join(f"<td>{_inline(cell)}</td>" for cell in row) + "</tr>" for row in rows[1:])
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
 def load_card(folder: Path) -> Markup | None:
