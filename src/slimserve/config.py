@@ -50,8 +50,6 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "MIN_BODY_RATE": ("SLIMSERVE_MIN_BODY_RATE", int, 50_000),
     "BODY_BUDGET": ("SLIMSERVE_BODY_BUDGET", int, 24 * 1024 * 1024),
     "MAX_HEADER_BYTES": ("SLIMSERVE_MAX_HEADER_BYTES", int, 64 * 1024),
-    # Predictions keep the process under this share of its CPU quota, leaving the rest of each period to the loop.
-    "CPU_SHARE": ("SLIMSERVE_CPU_SHARE", float, 0.8),
     # Rate limiting (slimserve.ratelimit): per client, in the `limits` notation ("60/minute;5/second").
     "RATELIMIT_ENABLED": ("SLIMSERVE_RATE_LIMIT_ENABLED", "bool", True),
     "RATE_LIMIT_PREDICT": ("SLIMSERVE_RATE_LIMIT_PREDICT", str, "60/minute"),
@@ -90,7 +88,7 @@ SETTINGS: dict[str, tuple[str, Any, Any]] = {
     "DRIFT_FLUSH_SECONDS": ("SLIMSERVE_DRIFT_FLUSH_SECONDS", float, 10.0),
 }
 WORKER_SETTINGS = ("MAX_INFLIGHT", "HEADER_SECONDS", "IDLE_SECONDS", "MIN_BODY_RATE", "BODY_BUDGET",
-                   "MAX_HEADER_BYTES", "CPU_SHARE")
+                   "MAX_HEADER_BYTES")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off", ""}
 

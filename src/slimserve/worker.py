@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import os
 import selectors
 import socket
 import threading
@@ -22,11 +23,18 @@ from gunicorn import http
 from gunicorn.workers.gthread import ThreadWorker
 
 from slimserve import config as settings
-from slimserve.pacing import CpuPacer, cgroup_cpus, lower_priority
 from slimserve.wire import BufferedSocket, Conn, error_bytes, response_bytes, retry_seconds
 
+PREDICTION_NICE = 10
 DRAIN_SECONDS = 2.0  # after an early answer, read and discard the unread body so the client sees the answer
 SUMMARY_SECONDS = 10.0  # how often the loop's own answers are summed up in the log
+
+
+def lower_priority() -> None:
+    """Run this thread at nice +PREDICTION_NICE: under a 0.1 vCPU quota the loop (accepting, shedding, probes:
+    ~0.1-0.2 ms each) then runs first whenever it has work, and predictions get every cycle it does not use."""
+    with contextlib.suppress(OSError):  # not permitted here: run at normal priority
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREDICTION_NICE)
 
 
 class BufferingWorker(ThreadWorker):
@@ -46,16 +54,7 @@ class BufferingWorker(ThreadWorker):
         # Predictions finished and shed this second and the last: the basis of Retry-After.
         self.window, self.last_window, self.window_started = {"done": 0, "shed": 0}, {"done": 0, "shed": 0}, 0.0
         self.probe_pool = futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
-        cpus, share = cgroup_cpus(), env["CPU_SHARE"]
-        self.pacer = CpuPacer(cpus, share) if cpus and 0 < share < 1 else None  # none without a quota
-        self.pace_lock = threading.Lock()
         super().init_process()
-
-    def paced_handle(self, conn: Conn):
-        """A prediction, started once the process is back under its share of the CPU quota."""
-        with self.pace_lock:
-            self.pacer.wait()
-        return self.handle(conn)
 
     def get_thread_pool(self) -> futures.ThreadPoolExecutor:
         """The prediction lane: `threads` threads at a lower CPU priority than the loop and the probes."""
@@ -185,8 +184,7 @@ class BufferingWorker(ThreadWorker):
         conn.sock.setblocking(True)
         conn.sock.settimeout(self.limits["IDLE_SECONDS"])  # bounds a client that never reads its answer
         conn.parser = http.RequestParser(self.cfg, BufferedSocket(conn.sock, data, conn.passthrough), conn.client)
-        handle = self.paced_handle if prediction and self.pacer else self.handle
-        future = (self.tpool if prediction else self.probe_pool).submit(handle, conn)
+        future = (self.tpool if prediction else self.probe_pool).submit(self.handle, conn)
         future.prediction = prediction
         self._wrap_future(future, conn)
 
