@@ -8,6 +8,7 @@ from slimserve.imaging import MEDIA_TYPES
 from slimserve.registry import ModelEntry, version_key
 from slimserve.schemas import ModelListSchema, ModelSchema, ReadySchema
 from slimserve.views.context import body_limit, registry
+from slimserve.web.card import read_card
 
 bp = Blueprint("models", __name__)
 
@@ -39,14 +40,8 @@ def describe(entry: ModelEntry, default_name: str) -> dict:
                      for v, e in sorted(versions.items(), key=lambda item: version_key(item[0]))],
         "refuses_out_of_scope": m.ood is not None,
         "explains": m.cam is not None,
-        "model_card": model_card(m),
+        "model_card": read_card(m.folder),
     }
-
-
-def model_card(manifest) -> str | None:
-    """MODEL_CARD.md beside the manifest (intended use, data, metrics, limitations), if the model has one."""
-    path = manifest.folder / "MODEL_CARD.md"
-    return path.read_text(encoding="utf-8") if path.is_file() else None
 
 
 @bp.get("/models")

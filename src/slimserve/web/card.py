@@ -7,6 +7,7 @@ card is written by whoever trained the model, but it is shown on our origin unde
 
 from __future__ import annotations
 
+import functools
 import re
 from html import escape
 from pathlib import Path
@@ -96,9 +97,16 @@ def _table(rows: list[list[str]]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def load_card(folder: Path) -> Markup | None:
-    """The rendered card beside a manifest, if there is one (at most 64 KB)."""
+@functools.cache
+def read_card(folder: Path) -> str | None:
+    """The Markdown of the card beside a manifest, if there is one (at most 64 KB; read once per folder)."""
     path = folder / CARD_NAME
     if not path.is_file():
         return None
-    return render_markdown(path.read_bytes()[:MAX_CARD_BYTES].decode("utf-8", errors="replace"))
+    return path.read_bytes()[:MAX_CARD_BYTES].decode("utf-8", errors="replace")
+
+
+def load_card(folder: Path) -> Markup | None:
+    """The rendered card beside a manifest, if there is one."""
+    text = read_card(folder)
+    return None if text is None else render_markdown(text)
