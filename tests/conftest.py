@@ -142,3 +142,19 @@ def needs_shared(path: Path) -> None:
         if os.environ.get("SLIMSERVE_ALLOW_NO_SHARED") == "1":
             pytest.skip(f"{path.name} absent (SLIMSERVE_ALLOW_NO_SHARED=1)")
         pytest.fail(f"missing {path}: clone the project beside ../shared (see README)")
+
+
+class EndlessBody(io.RawIOBase):
+    """An unbounded request body with no Content-Length, counting what the server reads of it."""
+
+    def __init__(self, fill: bytes) -> None:
+        super().__init__()
+        self.fill, self.consumed = fill, 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        self.consumed += len(buffer)
+        buffer[:] = self.fill * len(buffer)
+        return len(buffer)

@@ -10,7 +10,7 @@ import pytest
 from werkzeug.test import EnvironBuilder
 
 from slimserve import create_app
-from tests.conftest import image_bytes
+from tests.conftest import EndlessBody, image_bytes
 
 SECRET = b"PATIENT-SECRET-12345"
 
@@ -106,20 +106,7 @@ def test_chunked_body_over_the_limit_is_413_without_reading_it_all(model_path, f
     app = create_app({"MODEL_PATH": str(model_path), "RUNTIMES": fake_runtimes, "LOAD_ASYNC": False,
                       "MAX_UPLOAD_BYTES": 1000})
 
-    class Endless(io.RawIOBase):
-        """An unbounded upload with no Content-Length: the server must stop reading near the limit."""
-
-        consumed = 0
-
-        def readable(self) -> bool:
-            return True
-
-        def readinto(self, buffer) -> int:
-            self.consumed += len(buffer)
-            buffer[:] = b"\xff" * len(buffer)
-            return len(buffer)
-
-    stream = Endless()
+    stream = EndlessBody(b"\xff")
     environ = EnvironBuilder(path="/predict", method="POST", content_type="image/jpeg").get_environ()
     environ.pop("CONTENT_LENGTH", None)
     environ.update({"wsgi.input": stream, "wsgi.input_terminated": True, "HTTP_TRANSFER_ENCODING": "chunked"})

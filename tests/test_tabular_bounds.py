@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import json
 
 import pytest
@@ -10,7 +9,7 @@ from werkzeug.test import EnvironBuilder
 
 from slimserve import create_app, payloads
 from slimserve.manifest import FeatureSchema
-from tests.conftest import HEART_FEATURES, image_bytes, write_fake_model, write_fake_tabular_model
+from tests.conftest import HEART_FEATURES, EndlessBody, image_bytes, write_fake_model, write_fake_tabular_model
 from tests.test_http_errors import assert_error
 
 MAX_ROWS = 5
@@ -30,20 +29,6 @@ def make_app(tmp_path, fake_runtimes, **config):
 @pytest.fixture
 def app(tmp_path, fake_runtimes):
     return make_app(tmp_path, fake_runtimes)
-
-
-class Endless(io.RawIOBase):
-    """An unbounded body with no Content-Length, counting what the server reads of it."""
-
-    consumed = 0
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        self.consumed += len(buffer)
-        buffer[:] = b" " * len(buffer)
-        return len(buffer)
 
 
 def post_stream(app, path: str, stream, content_type: str = "application/json", length: int | None = None):
@@ -95,7 +80,7 @@ def test_the_most_verbose_body_of_max_rows_fits_the_limit(client):
 
 @pytest.mark.parametrize("path", [*ROUTES, "/models/heart/predict"])
 def test_body_over_the_tabular_limit_is_413_from_content_length_unread(app, path):
-    stream = Endless()
+    stream = EndlessBody(b" ")
     response = post_stream(app, path, stream, length=HEART_LIMIT + 1)
     assert_error(response, 413, "payload_too_large")
     assert stream.consumed == 0
@@ -103,7 +88,7 @@ def test_body_over_the_tabular_limit_is_413_from_content_length_unread(app, path
 
 @pytest.mark.parametrize("path", [*ROUTES, "/models/heart/predict"])
 def test_chunked_body_is_refused_once_it_reaches_the_tabular_limit(app, path):
-    stream = Endless()
+    stream = EndlessBody(b" ")
     assert_error(post_stream(app, path, stream), 413, "payload_too_large")
     assert stream.consumed < HEART_LIMIT + 65536  # not the 10 MB of the image routes
 
