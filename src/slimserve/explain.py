@@ -28,12 +28,17 @@ def cam_heat(manifest: Manifest, outputs: Mapping[str, np.ndarray]) -> np.ndarra
     return positive / top if top > 0 else positive
 
 
+def heatmap_size(original_size: tuple[int, int], max_side: int = MAX_SIDE) -> tuple[int, int]:
+    """(width, height) of the heatmap for an upload of `original_size`: its aspect ratio, at most `max_side`."""
+    width, height = original_size
+    factor = min(1.0, max_side / max(width, height))
+    return max(1, round(width * factor)), max(1, round(height * factor))
+
+
 def cam_png(manifest: Manifest, outputs: Mapping[str, np.ndarray], original_size: tuple[int, int],
             max_side: int = MAX_SIDE) -> bytes:
     """A PNG with the upload's aspect ratio (`original_size` = (width, height) after EXIF orientation)."""
-    width, height = original_size
-    factor = min(1.0, max_side / max(width, height))
-    out_w, out_h = max(1, round(width * factor)), max(1, round(height * factor))
+    out_w, out_h = heatmap_size(original_size, max_side)
     heat = cam_heat(manifest, outputs)
     # Where on the upload the model looked: all of it ("none"), or the centred square it cropped.
     if manifest.input is not None and manifest.input.crop == "center_square":

@@ -8,17 +8,15 @@ only pick the response shape.
 
 from __future__ import annotations
 
-import io
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from slimserve.errors import BadRequest, UnprocessableEntity, UnsupportedMediaType
-from slimserve.explain import cam_png
+from slimserve.explain import cam_png, heatmap_size
 from slimserve.imaging import ImageLimits, decode_image
 from slimserve.manifest import Manifest
 from slimserve.out_of_scope import is_out_of_scope
@@ -170,9 +168,7 @@ class PredictionService:
         probabilities = to_class_probabilities(outputs[manifest.onnx["probabilities_output"]], manifest.activation)
         if not explain:
             return probabilities, None
-        png = cam_png(manifest, outputs, image.size)
-        with Image.open(io.BytesIO(png)) as drawn:
-            return probabilities, Heatmap(png, *drawn.size)
+        return probabilities, Heatmap(cam_png(manifest, outputs, image.size), *heatmap_size(image.size))
 
 
 def label(manifest: Manifest, kind: str, probabilities: np.ndarray, inference_ms: float,
