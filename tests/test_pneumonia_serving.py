@@ -100,3 +100,14 @@ def test_a_model_path_naming_one_version_makes_it_that_names_default():
     client = create_app({"MODEL_PATH": str(PNEUMONIA / "1.0.0" / "model.h5"), "MODEL_REPOSITORY": str(PNEUMONIA),
                          "LOAD_ASYNC": False, "AUDIT_SINK": "off"}).test_client()
     assert client.get("/models/pneumonia").get_json()["version"] == "1.0.0"
+
+
+def test_the_answer_is_already_what_its_schema_would_dump(client):
+    # /predict returns its answer without a PredictionSchema.dump per request: it must be built in that shape.
+    from slimserve.schemas import PredictionSchema
+
+    for query in ("", "?explain=true"):
+        body = client.post(f"/predict{query}", data=samples()[0].read_bytes(), content_type="image/jpeg",
+                           headers={"X-Filename": "a.jpeg"}).get_json()
+        assert PredictionSchema().dump(body) == body
+        assert PredictionSchema().validate(body) == {}

@@ -76,6 +76,7 @@ def test_health_checks_are_never_limited(model_path, fake_runtimes, path):
 
 
 def test_health_checks_never_reach_the_limit_lookup(client, monkeypatch):
+    client.application.extensions["slimserve.limiter_deferred"].load()
     manager = client.application.extensions["slimserve.limiter"].limit_manager
     looked_up = []
     monkeypatch.setattr(manager, "resolve_limits", lambda *a, **k: looked_up.append(a) or ([], []))
@@ -122,6 +123,7 @@ def test_a_principal_on_g_is_counted_instead_of_the_ip(model_path, fake_runtimes
 
 
 def test_counting_in_memory_starts_no_thread_per_request(client, monkeypatch):
+    client.application.extensions["slimserve.limiter_deferred"].load()  # building the storages may start some
     started = []
     monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread))
     for _ in range(3):
@@ -162,6 +164,46 @@ def test_switched_off_flask_limiter_is_never_imported():
             "ratelimit.init_app(app); print(sorted(m for m in ('flask_limiter', 'limits') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"  # start-up pays nothing for a feature that is off
+
+
+START_UP_THEN_THREE_REQUESTS = """
+import io, sys
+from slimserve import create_app
+from tests.conftest import image_bytes
+app = create_app({"RATE_LIMIT_PREDICT": "2/minute", "LOAD_ASYNC": False})
+at_start = "flask_limiter" in sys.modules or "limits" in sys.modules
+client = app.test_client()
+statuses, loaded = [], []
+for _ in range(3):
+    response = client.post("/predict", data={"file": (io.BytesIO(image_bytes()), "a.jpg")})
+    loaded.append("slimserve.limiter" in app.extensions)
+    response.close()  # what the server does once the body is sent
+    statuses.append(response.status_code)
+print("RESULT", at_start, loaded, statuses[0] != 429, statuses[1] != 429, statuses[2])
+"""
+
+
+def test_start_up_does_not_import_flask_limiter_the_first_request_loads_it_and_is_counted():
+    done = subprocess.run([sys.executable, "-c", START_UP_THEN_THREE_REQUESTS], capture_output=True, text=True,
+                          timeout=120, check=True)
+    result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
+    # Nothing of the limiter before the first prediction; loaded after that answer was sent; the first
+    # request still counts against the budget of 2, so the third is refused.
+    assert result == "RESULT False [False, True, True] True True 429"
+
+
+def test_a_budget_counts_the_first_request_of_each_client_and_bucket(client):
+    assert predict(client, "/models/pneumonia/predict", addr="192.0.2.9").status_code == 200  # before loading
+    assert client.get("/version", environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code == 200
+    assert predict(client, addr="192.0.2.9").status_code == 200  # the shared predict budget of 2, second hit
+    assert predict(client, addr="192.0.2.9").status_code == 429
+    assert [client.get("/version", environ_base={"REMOTE_ADDR": "192.0.2.9"}).status_code
+            for _ in range(2)] == [200, 429]  # its own bucket: 2 per minute per route
+
+
+def test_an_unknown_limit_storage_stops_the_start(model_path, fake_runtimes):
+    with pytest.raises(ValueError, match="RATELIMIT_STORAGE_URI"):
+        limited_app(model_path, fake_runtimes, RATELIMIT_STORAGE_URI="memcached://localhost:11211")
 
 
 def test_an_invalid_limit_stops_the_start_naming_the_variable(model_path, fake_runtimes):

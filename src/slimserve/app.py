@@ -13,7 +13,6 @@ from slimserve import config as settings
 from slimserve import jsonio, ratelimit
 from slimserve.imaging import ImageLimits
 from slimserve.observed import observe_registry
-from slimserve.payloads import body_limit
 from slimserve.registry import build_registry
 from slimserve.runtimes import RuntimeOptions
 from slimserve.service import PredictionService
@@ -83,11 +82,15 @@ def init_models(app: Flask) -> None:
     observe_registry(registry)  # load times and served predictions (metrics, drift) without a request hook
     app.extensions["slimserve.service"] = PredictionService(registry, limits, cfg["READY_WAIT_SECONDS"],
                                                             cfg["MAX_ROWS"], cfg["DEFAULT_TABLE_MODEL"])
-    app.extensions["slimserve.body_limits"] = {
-        name: (cfg["MAX_TABLE_BYTES"] or body_limit(entry.manifest.features, cfg["MAX_ROWS"]))
-        if entry.is_tabular else cfg["MAX_UPLOAD_BYTES"]
-        for name, entry in registry.entries.items()
-    }
+    body_limits = {}
+    for name, entry in registry.entries.items():
+        if entry.is_tabular:
+            from slimserve.payloads import body_limit  # the table parsers: imported only when tables are served
+
+            body_limits[name] = cfg["MAX_TABLE_BYTES"] or body_limit(entry.manifest.features, cfg["MAX_ROWS"])
+        else:
+            body_limits[name] = cfg["MAX_UPLOAD_BYTES"]
+    app.extensions["slimserve.body_limits"] = body_limits
     registry.load_all(background=cfg["LOAD_ASYNC"])
     logging.getLogger(__name__).info("serving %s with the %s runtime", ", ".join(registry.entries),
                                      cfg["RUNTIME"])

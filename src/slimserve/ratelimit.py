@@ -9,11 +9,17 @@ An access-control layer that identifies callers sets `g.principal` (an id, or an
 
 from __future__ import annotations
 
+import functools
+import logging
 import math
+import re
+import threading
 import time
+from collections.abc import Callable
 from typing import Any
+from urllib.parse import urlsplit
 
-from flask import Flask, current_app, g, request
+from flask import Flask, after_this_request, current_app, g, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from slimserve.config import SETTINGS
@@ -25,7 +31,16 @@ EXEMPT = frozenset({"health.health", "health.ready", "health.ping", "models.mode
 # does not double it. Every other route gets `RATE_LIMIT_DEFAULT`, counted per route.
 GROUPS = {**dict.fromkeys(PREDICT_ENDPOINTS, "RATE_LIMIT_PREDICT"),
           **dict.fromkeys(INVOCATIONS_ENDPOINTS, "RATE_LIMIT_INVOCATIONS")}
+log = logging.getLogger(__name__)
 _EXTENSION = "slimserve.limiter"
+_DEFERRED = "slimserve.limiter_deferred"
+_PREFIX = "slimserve"
+# The grammar of `limits.parse_many` ("60/minute", "10 per second; 100/2 hours"), so a typo stops the
+# start-up without importing `limits` (~45 ms CPU) before the first prediction.
+_ONE = r"\s*[0-9]+\s*(?:/|\s*per\s*)\s*(?:[0-9]+)?\s*(?:hour|minute|second|day|month|year)s?\s*"
+_LIMITS = re.compile(rf"^{_ONE}(?:[,;|]{_ONE})*$", re.IGNORECASE)
+# The storages we ship clients for (limits[redis]); anything else would fail on first use, so it fails now.
+STORAGE_SCHEMES = frozenset({"memory", "redis", "rediss", "redis+unix"})
 # A Redis that stops answering must not hold requests: fail fast, then the in-memory fallback takes over.
 _REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
@@ -42,50 +57,112 @@ def init_app(app: Flask) -> None:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
     if not cfg["RATELIMIT_ENABLED"]:
         return
-    # Imported here, not at module level: switched off, the server never pays for it (~35 ms CPU).
-    from flask_limiter import Limiter
-
     limits = {key: _checked(cfg, key) for key in ("RATE_LIMIT_DEFAULT", *GROUPS.values())}
     storage = cfg["RATELIMIT_STORAGE_URI"]
-    if storage.startswith(("redis://", "rediss://", "redis+unix://")):
-        cfg.setdefault("RATELIMIT_STORAGE_OPTIONS", dict(_REDIS_OPTIONS))
-    elif storage == "memory://":
-        from slimserve.ratelimit_memory import SCHEME
-
-        storage = f"{SCHEME}://"
-    # Fixed windows: one counter per client and window, the cheapest check per request.
-    limiter = Limiter(client_key, storage_uri=storage, strategy="fixed-window", key_prefix="slimserve",
-                      headers_enabled=False,
-                      # A storage that fails (Redis down) must never turn a prediction into a 500.
-                      in_memory_fallback_enabled=True, swallow_errors=True)
-    # Each view is wrapped, so its limit is checked when it is called: after every before_request hook,
-    # whatever the order they were registered in, so `g.principal` is always set by then.
+    if urlsplit(storage).scheme not in STORAGE_SCHEMES:
+        raise ValueError(f"{SETTINGS['RATELIMIT_STORAGE_URI'][0]} must start with one of "
+                         f"{', '.join(s + '://' for s in sorted(STORAGE_SCHEMES))}")
+    deferred = DeferredLimiter(app, storage)
     for endpoint, view in list(app.view_functions.items()):
-        if endpoint in EXEMPT:
-            continue
-        key = GROUPS.get(endpoint)
-        if key is None:
-            limit = limiter.limit(limits["RATE_LIMIT_DEFAULT"])
-        else:
-            limit = limiter.shared_limit(limits[key], scope=key.removeprefix("RATE_LIMIT_").lower())
-        app.view_functions[endpoint] = limit(view)
-    limiter.init_app(app)
-    # Every limit here is checked by its view's wrapper. Flask-Limiter's own before_request pass would only
-    # look for default, application and blueprint limits, which we do not use: ~50 µs CPU per request,
-    # health probes included. (Pinned version: a rename fails the start-up and the tests, not silently.)
-    app.before_request_funcs[None].remove(limiter._check_request_limit)
-    app.extensions[_EXTENSION] = limiter
+        if endpoint not in EXEMPT:
+            key = GROUPS.get(endpoint)
+            # Every limit is shared under an explicit scope (the group, else the endpoint itself), so the
+            # buckets a replayed hit goes to are ours to name, not derived from the view's module path.
+            scope = key.removeprefix("RATE_LIMIT_").lower() if key else endpoint
+            app.view_functions[endpoint] = deferred.wrap(endpoint, view, limits[key or "RATE_LIMIT_DEFAULT"], scope)
+    app.extensions[_DEFERRED] = deferred
+
+
+class DeferredLimiter:
+    """Flask-Limiter, imported once the first limited request has been answered; that request is counted then.
+
+    Importing Flask-Limiter and `limits` costs ~55 ms of CPU (~0.5 s at 0.1 vCPU), all of it before the
+    first prediction if done at start-up. Here the first limited request of a process is served unchecked and
+    recorded; the limiter loads after its response is sent (or at the next limited request, whichever comes
+    first) and counts the recorded hit in the same buckets. A budget of at least one request per window is
+    therefore unchanged; only a breach by the very first request of a process is noticed one request late.
+    """
+
+    def __init__(self, app: Flask, storage: str) -> None:
+        self._app = app
+        self._storage = storage
+        self._lock = threading.Lock()
+        self._specs: dict[str, tuple[Callable, str, str]] = {}  # endpoint → (view, limit, scope)
+        self._limited: dict[str, Callable] = {}  # endpoint → Flask-Limiter's wrapper, once loaded
+        self._pending: list[tuple[str, str]] | None = []  # (endpoint, client key) served before loading
+        self.limiter: Any = None
+
+    def wrap(self, endpoint: str, view: Callable, limit: str, scope: str) -> Callable:
+        """The view, checked against `limit` in bucket `scope` (counted later for the very first request)."""
+        self._specs[endpoint] = (view, limit, scope)
+
+        @functools.wraps(view)
+        def limited(*args: Any, **kwargs: Any) -> Any:
+            if self.limiter is None and self._defer(endpoint):
+                return view(*args, **kwargs)
+            return self._limited[endpoint](*args, **kwargs)
+
+        return limited
+
+    def _defer(self, endpoint: str) -> bool:
+        """True for the first limited request (served now, counted once loaded); else load, then False."""
+        with self._lock:
+            if self.limiter is None and self._pending == []:
+                self._pending.append((endpoint, client_key()))
+                after_this_request(self._load_after)
+                return True
+        self.load()
+        return False
+
+    def _load_after(self, response: Any) -> Any:
+        response.call_on_close(self.load)  # after the body is sent: the first answer does not wait for it
+        return response
+
+    def load(self) -> None:
+        """Import Flask-Limiter, wrap every limited view and count the hits served before (idempotent)."""
+        with self._lock:
+            if self.limiter is not None:
+                return
+            from flask_limiter import Limiter
+            from limits import parse_many
+
+            storage = self._storage
+            if storage.startswith(("redis://", "rediss://", "redis+unix://")):
+                self._app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", dict(_REDIS_OPTIONS))
+            elif storage == "memory://":
+                from slimserve.ratelimit_memory import SCHEME
+
+                storage = f"{SCHEME}://"
+            # Fixed windows: one counter per client and window, the cheapest check per request.
+            limiter = Limiter(client_key, storage_uri=storage, strategy="fixed-window", key_prefix=_PREFIX,
+                              headers_enabled=False,
+                              # A storage that fails (Redis down) must never turn a prediction into a 500.
+                              in_memory_fallback_enabled=True, swallow_errors=True)
+            for endpoint, (view, limit, scope) in self._specs.items():
+                self._limited[endpoint] = limiter.shared_limit(limit, scope=scope)(view)
+            # Flask-Limiter's hooks would go on an app that has served requests (Flask forbids that): they
+            # go on a stand-in with the same configuration. Every limit here is checked by its view's
+            # wrapper, so the hooks (default/application limits, headers) have nothing to do anyway.
+            stand_in = Flask(f"{self._app.name}-limits")
+            stand_in.config.update(self._app.config)
+            limiter.init_app(stand_in)
+            try:
+                for endpoint, key in self._pending or ():
+                    _, limit, scope = self._specs[endpoint]
+                    for item in parse_many(limit):
+                        limiter.limiter.hit(item, _PREFIX, key, scope)
+            except Exception:  # a storage down (Redis) loses this one hit, as Flask-Limiter's own fallback would
+                log.warning("rate limits: could not count the requests served while loading", exc_info=True)
+            self._pending = None
+            self._app.extensions[_EXTENSION] = limiter
+            self.limiter = limiter
 
 
 def _checked(cfg: Any, key: str) -> str:
-    """The limit string, parsed once now so a typo stops the start-up instead of failing every request."""
-    from limits import parse_many
-
+    """The limit string, checked now so a typo stops the start-up instead of failing every request."""
     value = cfg[key]
-    try:
-        parse_many(value)
-    except ValueError:
-        raise ValueError(f"{SETTINGS[key][0]} is not a rate limit like 60/minute: {value!r}") from None
+    if not _LIMITS.match(value):
+        raise ValueError(f"{SETTINGS[key][0]} is not a rate limit like 60/minute: {value!r}")
     return value
 
 

@@ -10,13 +10,16 @@ import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from slimserve.errors import ModelConfigError, NotFound, ServiceUnavailable
 from slimserve.manifest import MANIFEST_NAME, Manifest, load_manifest, manifest_path_for, sha256_file
 from slimserve.runtimes import Runtime, RuntimeFactory, RuntimeOptions, create_runtime
-from slimserve.tabular import TableSchema, build_table_schema
+
+if TYPE_CHECKING:
+    from slimserve.tabular import TableSchema
 
 log = logging.getLogger(__name__)
 IMAGE, TABLE = "image", "table"  # the input kinds a model can take
@@ -34,6 +37,8 @@ class ModelEntry:
 
     def __post_init__(self) -> None:
         if self.manifest.features:
+            from slimserve.tabular import build_table_schema  # marshmallow fields per column: tables only
+
             self.table_schema = build_table_schema(self.manifest.name, self.manifest.features)
 
     @property

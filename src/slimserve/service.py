@@ -16,11 +16,9 @@ from typing import Any
 import numpy as np
 
 from slimserve.errors import BadRequest, UnprocessableEntity, UnsupportedMediaType
-from slimserve.explain import cam_png, heatmap_size
 from slimserve.imaging import ImageLimits, decode_image
 from slimserve.manifest import Manifest
 from slimserve.out_of_scope import is_out_of_scope
-from slimserve.payloads import parse_records, parse_table
 from slimserve.registry import IMAGE, TABLE, ModelEntry, ModelRegistry
 from slimserve.runtimes.base import to_class_probabilities
 
@@ -94,6 +92,9 @@ def image_input(entry: ModelEntry, request: Request, service: PredictionService)
 
 def table_input(entry: ModelEntry, request: Request, service: PredictionService) -> dict[str, np.ndarray]:
     """A JSON or CSV body → validated named columns, each a (rows, 1) array."""
+    # Imported on first use: a server that only ever sees images never pays for the table parsers.
+    from slimserve.payloads import parse_records, parse_table
+
     features = entry.manifest.features
     if request.fmt == RECORDS:
         table = parse_records(request.content_type, request.body, features, service.max_rows)
@@ -168,6 +169,8 @@ class PredictionService:
         probabilities = to_class_probabilities(outputs[manifest.onnx["probabilities_output"]], manifest.activation)
         if not explain:
             return probabilities, None
+        from slimserve.explain import cam_png, heatmap_size  # PNG encoding, only for `?explain=true`
+
         return probabilities, Heatmap(cam_png(manifest, outputs, image.size), *heatmap_size(image.size))
 
 

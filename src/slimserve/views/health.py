@@ -9,8 +9,7 @@ from flask import Blueprint, Response, current_app
 
 from slimserve import __version__
 from slimserve.registry import ModelRegistry
-from slimserve.schemas import HealthSchema, ReadySchema, VersionSchema
-from slimserve.views.context import git_commit, registry
+from slimserve.views.context import git_commit, registry, schema
 
 bp = Blueprint("health", __name__)
 
@@ -44,14 +43,14 @@ def probes(reg: ModelRegistry) -> dict[str, Callable[[], tuple[int, bytes]]]:
 def health():
     """Liveness: the process answers. Cheap; never touches the model."""
     body, status = health_state()
-    return HealthSchema().dump(body), status
+    return schema("HealthSchema").dump(body), status
 
 
 @bp.get("/ready")
 def ready():
     """Readiness: 200 once every model is loaded, 503 until then."""
     body, status = ready_state(registry())
-    return ReadySchema().dump(body), status
+    return schema("ReadySchema").dump(body), status
 
 
 @bp.get("/ping")
@@ -64,7 +63,7 @@ def ping():
 def version():
     """Service version, deployed git commit and model versions."""
     reg = registry()
-    return VersionSchema().dump({
+    return schema("VersionSchema").dump({
         "service": "slimserve",
         "version": __version__,
         "git_commit": git_commit(),

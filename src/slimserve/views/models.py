@@ -6,8 +6,7 @@ from flask import Blueprint
 
 from slimserve.imaging import MEDIA_TYPES
 from slimserve.registry import ModelEntry, version_key
-from slimserve.schemas import ModelListSchema, ModelSchema, ReadySchema
-from slimserve.views.context import body_limit, registry
+from slimserve.views.context import body_limit, registry, schema
 from slimserve.web.card import read_card
 
 bp = Blueprint("models", __name__)
@@ -48,7 +47,7 @@ def describe(entry: ModelEntry, default_name: str) -> dict:
 def list_models():
     """Every served model."""
     reg = registry()
-    return ModelListSchema().dump({
+    return schema("ModelListSchema").dump({
         "default_model": reg.default_name,
         "models": [describe(entry, reg.default_name) for entry in reg.entries.values()],
     })
@@ -58,18 +57,19 @@ def list_models():
 def get_model(name: str):
     """One model's metadata, including its input contract."""
     reg = registry()
-    return ModelSchema().dump(describe(reg.get(name), reg.default_name))
+    return schema("ModelSchema").dump(describe(reg.get(name), reg.default_name))
 
 
 @bp.get("/models/<name>/ready")
 def model_ready(name: str):
     """Readiness of one model."""
     entry = registry().get(name)
-    return ReadySchema().dump({"ready": entry.ready, "models": {name: entry.state}}), (200 if entry.ready else 503)
+    body = schema("ReadySchema").dump({"ready": entry.ready, "models": {name: entry.state}})
+    return body, (200 if entry.ready else 503)
 
 
 @bp.get("/models/<name>/versions/<version>")
 def get_version(name: str, version: str):
     """One version's metadata."""
     reg = registry()
-    return ModelSchema().dump(describe(reg.get(name, version), reg.default_name))
+    return schema("ModelSchema").dump(describe(reg.get(name, version), reg.default_name))

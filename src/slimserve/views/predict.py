@@ -13,11 +13,10 @@ import re
 from typing import Any
 
 from flask import Blueprint, Flask, g, request
-from marshmallow import ValidationError
 
 from slimserve.errors import BadRequest, PayloadTooLarge, UnsupportedMediaType, safe_name
-from slimserve.schemas import InvocationsSchema, PredictionSchema, RecordsResponseSchema, UploadSchema
 from slimserve.service import IMAGE_BODY_TYPES, MLFLOW, RECORDS, Prediction, PredictionService, Request
+from slimserve.views.context import schema
 
 # Endpoints that run a model: access control, rate limits and the audit trail key on exactly these.
 PREDICT_ENDPOINTS = frozenset({"predict.predict_default", "predict.predict_named", "predict.predict_version"})
@@ -27,10 +26,6 @@ PREDICTION_ENDPOINTS = PREDICT_ENDPOINTS | INVOCATIONS_ENDPOINTS
 TABLE_TYPES = frozenset({"application/json", "text/csv"})
 _FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
-_upload_schema = UploadSchema()
-_prediction = PredictionSchema()
-_records = RecordsResponseSchema()
-_invocations = InvocationsSchema()
 
 
 class PredictionRoutes:
@@ -46,12 +41,13 @@ class PredictionRoutes:
         body, content_type, filename = self._read(name, RECORDS, version)
         result = self.service.predict(name, Request(body, content_type, RECORDS, version, explain))
         if result.kind == "table":
-            return _records.dump({
+            return schema("RecordsResponseSchema").dump({
                 "model": result.model, "version": result.version, "inference_ms": result.inference_ms,
                 "predictions": [{"label": lab, "label_name": nam, "probabilities": probs} for lab, nam, probs
                                 in zip(result.labels, result.label_names, result.probabilities, strict=True)],
                 "request_id": g.request_id})
-        return _prediction.dump(image_answer(result, clean_filename(filename)))
+        # Built in PredictionSchema's shape and types already (a test holds them equal): no dump per request.
+        return image_answer(result, clean_filename(filename))
 
     def invocations(self, name: str | None = None, version: str | None = None):
         """MLflow's scoring protocol: one prediction per row; probabilities with `?probabilities=true`."""
@@ -61,7 +57,7 @@ class PredictionRoutes:
         answer: dict[str, Any] = {"predictions": result.values if result.kind == "table" else result.labels}
         if with_probabilities:
             answer["probabilities"] = result.probabilities
-        return _invocations.dump(answer)
+        return schema("InvocationsSchema").dump(answer)
 
     def _read(self, name: str | None, fmt: str, version: str | None) -> tuple[bytes, str, str | None]:
         """The body (a multipart `file` part or the raw body), its type, and the client's file name."""
@@ -117,10 +113,15 @@ def read_multipart() -> tuple[bytes, str | None]:
     parts = {key: request.files.getlist(key) for key in request.files}
     for key in request.form:
         parts.setdefault(key, []).extend(request.form.getlist(key))
-    try:
-        _upload_schema.load(parts)
-    except ValidationError as exc:
-        raise upload_error(exc.normalized_messages()) from None
+    # The usual form (one `file` part, nothing else) is valid as it stands; anything else gets UploadSchema's
+    # verdict, which names what is wrong.
+    if len(parts) != 1 or len(parts.get("file", ())) != 1:
+        from marshmallow import ValidationError
+
+        try:
+            schema("UploadSchema").load(parts)
+        except ValidationError as exc:
+            raise upload_error(exc.normalized_messages()) from None
     upload = parts["file"][0]
     if isinstance(upload, str):
         raise BadRequest("`file` must be a file part, not a text field", code="missing_file", field="file")
