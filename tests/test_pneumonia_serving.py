@@ -111,3 +111,13 @@ def test_the_answer_is_already_what_its_schema_would_dump(client):
                            headers={"X-Filename": "a.jpeg"}).get_json()
         assert PredictionSchema().dump(body) == body
         assert PredictionSchema().validate(body) == {}
+
+
+def test_the_spec_offers_explain_only_where_an_activation_map_exists(client):
+    paths = client.get("/openapi.json").get_json()["paths"]
+
+    def params(path):
+        return {p["name"] for p in paths[path]["post"]["parameters"]}
+
+    assert "explain" in params("/predict") and "explain" in params("/models/pneumonia/predict")
+    assert "explain" not in params("/models/pneumonia/versions/1.0.0/predict")  # 1.0.0 answers 400 to it

@@ -80,6 +80,20 @@ def test_ambiguous_framing_is_bad(headers):
     assert buffer.state == "bad" and buffer.problem == "bad_framing"
 
 
+@pytest.mark.parametrize(("head", "problem"), [
+    (b'{"records": [1]}\r\n', "bad_request_line"),  # a body sent without Content-Length, read as a request
+    (b"GET /\r\n", "bad_request_line"),
+    (b"G(T / HTTP/1.1\r\n", "bad_request_line"),
+    (b"GET / HTTP/2.0\r\n", "bad_request_line"),
+    (b"POST / HTTP/1.1\r\nContent-Length : 5\r\n", "bad_header"),  # space before the colon: smuggling bait
+    (b"POST / HTTP/1.1\r\nX-Probe\x00: 1\r\n", "bad_header"),
+    (b"POST / HTTP/1.1\r\nno colon here\r\n", "bad_header"),
+])
+def test_heads_that_are_not_http_are_bad(head, problem):
+    buffer = fed(head + b"\r\n")
+    assert buffer.state == "bad" and buffer.problem == problem
+
+
 def test_an_invalid_chunk_size_is_bad():
     buffer = fed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n")
     assert buffer.state == "bad"

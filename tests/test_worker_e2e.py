@@ -146,6 +146,11 @@ def test_ambiguous_framing_is_refused_with_400(server):
     assert status_of(answer) == 400 and b"bad_framing" in answer
 
 
+def test_a_request_line_that_is_not_http_gets_our_json_400_not_an_html_page(server):
+    answer = raw_request(server.port, b'{"records": [1]} / HTTP/1.1\r\nHost: t\r\n\r\n')
+    assert status_of(answer) == 400 and b'"code":"bad_request_line"' in answer and b"<html" not in answer
+
+
 def test_predictions_past_the_in_flight_bound_get_503_with_retry_after_at_once():
     body, content_type = sample_upload()
     request = predict_bytes(body, content_type)

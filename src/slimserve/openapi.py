@@ -87,7 +87,8 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
     }
     manifests = manifests or []
     name_param = {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}}
-    spec.path("/predict", operations={"post": predict})
+    default_manifest = next((m for m in manifests if m.name == default), manifests[0] if manifests else None)
+    spec.path("/predict", operations={"post": explained(predict, default_manifest)})
     spec.path("/health", operations={"get": {"summary": "Liveness", "responses": {
         "200": _json("Health", "the process answers")}}})
     spec.path("/ready", operations={"get": {"summary": "Readiness of every model", "responses": {
@@ -102,7 +103,6 @@ def build_spec(manifests: list[Manifest] | None = None, default: str | None = No
     spec.path("/models/{name}/ready", operations={"get": {"summary": "Readiness of one model",
                                                            "parameters": [name_param], "responses": {
         "200": _json("Ready", "loaded"), "503": _json("Ready", "loading or failed"), **_errors(404)}}})
-    default_manifest = next((m for m in manifests if m.name == default), manifests[0] if manifests else None)
     body = MLFLOW_BODY if default_manifest is None else model_body(default_manifest, max_rows)
     table_manifest = next((m for m in manifests if m.name == table_default), None)
     if default_manifest is not None and not default_manifest.features and table_manifest is not None:
@@ -156,10 +156,17 @@ def add_image_model(spec: Any, manifest: Manifest, predict: dict[str, Any], invo
     """Concrete paths for one image model."""
     size = f"{manifest.input.width}x{manifest.input.height}" if manifest.input else "the model's input size"
     spec.path(f"{prefix or '/models/' + manifest.name}/predict", operations={"post": {
-        **predict, "summary": f"{manifest.name}: classify one image (at least {size} pixels)"}})
+        **explained(predict, manifest), "summary": f"{manifest.name}: classify one image (at least {size} pixels)"}})
     spec.path(f"{prefix or '/models/' + manifest.name}/invocations", operations={"post": {
         **invocations, "summary": f"{manifest.name}: MLflow scoring of one image (at least {size} pixels)",
         "requestBody": IMAGE_BODY}})
+
+
+def explained(predict: dict[str, Any], manifest: Manifest | None) -> dict[str, Any]:
+    """The predict operation for `manifest`: `?explain` only where the model exports an activation map."""
+    if manifest is None or manifest.features or manifest.cam is not None:
+        return predict
+    return {**predict, "parameters": [p for p in predict["parameters"] if p["name"] != "explain"]}
 
 
 def feature_schema(feature: Feature) -> dict[str, Any]:

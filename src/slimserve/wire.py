@@ -1,13 +1,14 @@
 """Connections and HTTP/1.1 request framing for the buffering worker: where a request's head and body end.
 
 Parsing proper (header syntax, limits, chunk decoding) stays with gunicorn's parser; this only has to find
-the boundaries, so that a thread is given a request only once every byte of it has arrived. Anything it
-cannot frame is handed on as it is and gunicorn answers 400.
+the boundaries, so that a thread is given a request only once every byte of it has arrived. A request line or
+header name that is not HTTP is refused here with slimserve's JSON 400 (gunicorn would answer an HTML page).
 """
 
 from __future__ import annotations
 
 import math
+import re
 import socket
 import time
 
@@ -21,7 +22,12 @@ MESSAGES = {
     "headers_too_large": "the request line and headers are too large",
     "bad_framing": "the request's Content-Length or Transfer-Encoding cannot be used",
     "too_many_connections": "the server has too many open connections; retry shortly",
+    "bad_request_line": "the request line must be `METHOD target HTTP/1.1`",
+    "bad_header": "a header name is not an HTTP token, or a header line has no colon",
 }
+_TOKEN = rb"[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+_REQUEST_LINE = re.compile(rb"^" + _TOKEN + rb" [^\s]+ HTTP/1\.[01]$")
+_HEADER_NAME = re.compile(rb"^" + _TOKEN + rb"$")
 
 
 class RequestBuffer:
@@ -70,14 +76,20 @@ class RequestBuffer:
             return False
         self.head_end = end + 4
         lines = bytes(self.data[:end]).split(b"\r\n")
+        if not _REQUEST_LINE.match(lines[0]):
+            self.state, self.problem = "bad", "bad_request_line"
+            return False
         parts = lines[0].split(b" ")
         self.method = parts[0].decode("latin-1")[:16]
         self.path = parts[1].split(b"?", 1)[0].decode("latin-1")[:256] if len(parts) > 1 else ""
         lengths, codings = [], []
         self.keep_alive = not lines[0].endswith(b"HTTP/1.0")
         for line in lines[1:]:
-            name, _, value = line.partition(b":")
-            name = name.strip().lower()
+            name, colon, value = line.partition(b":")
+            if not colon or not _HEADER_NAME.match(name):
+                self.state, self.problem = "bad", "bad_header"
+                return False
+            name = name.lower()
             if name == b"content-length":
                 lengths.append(value.strip())
             elif name == b"transfer-encoding":

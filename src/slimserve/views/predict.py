@@ -24,7 +24,7 @@ INVOCATIONS_ENDPOINTS = frozenset({"predict.invocations_default", "predict.invoc
                                    "predict.invocations_version"})
 PREDICTION_ENDPOINTS = PREDICT_ENDPOINTS | INVOCATIONS_ENDPOINTS
 TABLE_TYPES = frozenset({"application/json", "text/csv"})
-_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False, "": False}
+_FLAGS = {"1": True, "true": True, "yes": True, "0": False, "false": False, "no": False}
 _UNSAFE_FILENAME = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -90,8 +90,10 @@ def image_answer(result: Prediction, filename: str | None) -> dict[str, Any]:
 
 
 def flag(name: str) -> bool:
-    """A true/false query parameter; anything else is a 400, not silently false."""
-    value = request.args.get(name, "").lower()
+    """A true/false query parameter (absent: false); anything else, an empty value too, is a 400."""
+    if name not in request.args:
+        return False
+    value = request.args[name].lower()
     if value not in _FLAGS:
         raise BadRequest(f"`{name}` must be true or false", code="invalid_parameter", field=name)
     return _FLAGS[value]
