@@ -68,8 +68,6 @@ def file_part(data: bytes, name: str = "x.png", kind: str = "image/png", extra: 
 def load_samples(folder: Path) -> list[Upload]:
     """Every JPEG in `folder` as an upload form, sorted by name."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg"})
-    if not files:
-        raise SystemExit(f"no JPEG samples in {folder}")
     return [form([file_part(p.read_bytes(), p.name, "image/jpeg")], name=p.name) for p in files]
 
 
@@ -82,15 +80,14 @@ def exchange(port: int, method: str, path: str, upload: Upload | None = None, ti
         sock = socket.create_connection((HOST, port), timeout=timeout)
     except OSError as exc:
         return Outcome("refused" if isinstance(exc, ConnectionRefusedError) else "no connection", elapsed())
-    body = upload.body if upload else b""
     head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
     if upload:
-        head += f"Content-Type: {upload.content_type}\r\n" + "".join(f"{k}: {v}\r\n" for k, v in upload.headers)
-    if upload or method == "POST":
-        head += f"Content-Length: {len(body) if declared_length is None else declared_length}\r\n"
+        length = len(upload.body) if declared_length is None else declared_length
+        head += "".join(f"{k}: {v}\r\n" for k, v in (("Content-Type", upload.content_type), *upload.headers,
+                                                     ("Content-Length", length)))
     try:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # an early 413: read what it said
-            sock.sendall(head.encode() + b"\r\n" + body)
+            sock.sendall(head.encode() + b"\r\n" + (upload.body if upload else b""))
         response = http.client.HTTPResponse(sock)
         response.begin()
         data = response.read()
@@ -140,8 +137,8 @@ def background(port: int, jobs: list[Job], main: Callable[[], object] | None = N
     try:
         if main:
             main()
-        for thread in threads if main is None else ():
-            thread.join(max(0.0, deadline - time.monotonic()))
+        while not main and any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            time.sleep(0.01)
     finally:
         stop.set()
         for thread in threads:
@@ -149,15 +146,12 @@ def background(port: int, jobs: list[Job], main: Callable[[], object] | None = N
     return found
 
 
-def _job_group(port: int, jobs: list[Job], stop: threading.Event, results: queue.Queue) -> None:
-    results.put(background(port, jobs, stop.wait))
-
-
 def in_processes(port: int, groups: list[list[Job]], main: Callable[[], object]) -> dict[str, list[Outcome]]:
-    """`background`, each group of jobs in a process of its own (129 threads in one would measure its GIL)."""
+    """`background` with each group of jobs in a process of its own (129 threads in one would measure its GIL)."""
     context = multiprocessing.get_context("fork")
     stop, results = context.Event(), context.Queue()
-    children = [context.Process(target=_job_group, args=(port, jobs, stop, results), daemon=True) for jobs in groups]
+    children = [context.Process(target=lambda jobs=jobs: results.put(background(port, jobs, stop.wait)), daemon=True)
+                for jobs in groups]
     for child in children:
         child.start()
     found: dict[str, list[Outcome]] = {}

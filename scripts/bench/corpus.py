@@ -114,8 +114,8 @@ def multipart_cases() -> list[Case]:
     nested = form([('Content-Disposition: form-data; name="file"\r\nContent-Type: multipart/mixed; boundary=inner',
                     form([file_part(jpeg, "x.jpg")], boundary="inner").body)])
     return [
-        Case("multipart_1000_parts", "multipart", "/predict", form(
-            [(f'Content-Disposition: form-data; name="f{i}"', b"x") for i in range(1000)] + [file_part(jpeg, "x.jpg")])),
+        Case("multipart_1000_parts", "multipart", "/predict", form([
+            *((f'Content-Disposition: form-data; name="f{i}"', b"x") for i in range(1000)), file_part(jpeg, "x.jpg")])),
         Case("multipart_1mb_part_header", "multipart", "/predict", form(
             [file_part(jpeg, "x" * 65_536 + ".jpg", extra="X-Pad: " + "a" * 1_000_000 + "\r\n")])),
         Case("multipart_no_boundary", "multipart", "/predict", Upload(plain.body, "multipart/form-data")),

@@ -1,8 +1,4 @@
-"""Image envelope: slimserve vs the bare reference app (same model, same run) in 0.1 vCPU / 256 MB.
-
-`python -m scripts.bench.envelope` as root (cgroup v1; without it runs are unlimited and say so) writes
-artifacts/bench/envelope.json and .png; TensorFlow baseline unless --skip-baseline; --variant runs.
-"""
+"""Image envelope: slimserve vs the bare reference app (same model, same run) in 0.1 vCPU / 256 MB."""
 
 from __future__ import annotations
 
@@ -52,7 +48,6 @@ class RunSpec:
     headers: tuple[tuple[str, str], ...] = ()
     paced: float = 0.0  # > 0: a second series with this pause between requests
     throughput: tuple[int, int] | None = None  # (clients, requests each), on one full core
-    stop_on_oom: bool = False
     timeout: float = 120.0
 
 
@@ -72,19 +67,20 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
     for n in range(1, args.cold_repeats + 1):  # the repeats measure the cold start only
         suffix, more = ("", first) if n == 1 else (f"_cold_{n}", {})
         runs.append(RunSpec(f"slimserve_envelope{suffix}", timeout=args.timeout, **more))
-        runs.append(RunSpec(f"bare_envelope{suffix}", app=BARE_APP, timeout=args.timeout, requests=more.get("requests", 0)))
+        runs.append(RunSpec(f"bare_envelope{suffix}", app=BARE_APP, requests=more.get("requests", 0),
+                            timeout=args.timeout))
     runs.append(RunSpec("slimserve_unlimited", None, None, args.requests, timeout=args.timeout))
     model = json.loads(args.model_path.with_name("manifest.json").read_text())["name"]
     for name, env in args.variant:
         headers: tuple[tuple[str, str], ...] = ()
         if env.get("SLIMSERVE_API_KEYS") == "auto":  # a fresh key for the model, sent by the client
-            created = json.loads(subprocess.run([sys.executable, "-m", "slimserve", "keys", "create", "--name", "bench",
-                                                 "--models", model], capture_output=True, check=True, timeout=60).stdout)
+            argv = [sys.executable, "-m", "slimserve", "keys", "create", "--name", "bench", "--models", model]
+            created = json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout)
             env, headers = {**env, "SLIMSERVE_API_KEYS": created["entry"]}, (("X-API-Key", created["key"]),)
         runs.append(RunSpec(f"variant_{name}", requests=args.requests, env=env, headers=headers, timeout=args.timeout))
     if not args.skip_baseline:
         tf = {"runtime": "tensorflow", "timeout": args.baseline_timeout}
-        runs += [RunSpec("tf_envelope", requests=args.requests, stop_on_oom=True, **tf),  # stalls or is OOM-killed
+        runs += [RunSpec("tf_envelope", requests=args.requests, **tf),  # stalls at the limit or is OOM-killed
                  RunSpec("tf_0.1vcpu_nomemlimit", memory_limit=None, requests=min(args.requests, 20), **tf),
                  RunSpec("tf_unlimited", None, None, args.requests, **tf)]
     return runs
@@ -99,7 +95,7 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
     out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
     with srv.serving(server, out) as sampler:
         out["cold_start_s"] = srv.cold_starts(server, [("first_health_200", "GET", "/health", None), (
-            "first_predict_200", "POST", "/predict", uploads[0])], spec.timeout, spec.stop_on_oom)
+            "first_predict_200", "POST", "/predict", uploads[0])], spec.timeout)
         out["outcome"] = out["cold_start_s"]["outcome"]
         if out["outcome"] != "ok":
             return out
@@ -130,7 +126,8 @@ def summarize(report: dict) -> None:
             values = [pick(run, "cold_start_s", "first_predict_200") for run in repeats]
             runs[label]["cold_start_s"].update(repeats=values, first_predict_200_median=None if None in values else
                                                statistics.median(values))
-    cold = {k: pick(runs.get(f"{k}_envelope"), "cold_start_s", "first_predict_200_median") for k in ("slimserve", "bare")}
+    cold = {k: pick(runs.get(f"{k}_envelope"), "cold_start_s", "first_predict_200_median") for k in ("slimserve",
+                                                                                                      "bare")}
     cpu = {k: pick(runs.get(f"{k}_envelope"), "cpu_ms_per_predict") for k in ("slimserve", "bare")}
     report["cold_start_median_s"], report["cold_start_ratio"] = cold, ratio(cold["slimserve"], cold["bare"], 3)
     report["cpu_ms_per_predict"] = {**cpu, "over_bare": difference(cpu["slimserve"], cpu["bare"])}
@@ -142,7 +139,8 @@ def summarize(report: dict) -> None:
     main = runs.get("slimserve_envelope")
     values = {"peak_pss_mb": pick(main, "memory", "peak_pss_mb"), "peak_rss_mb": pick(main, "memory", "peak_rss_mb"),
               "cold_start_s": cold["slimserve"], "p50_ms": pick(main, "latency", "client_ms", "p50"),
-              "cold_start_ratio": report["cold_start_ratio"], "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
+              "cold_start_ratio": report["cold_start_ratio"],
+              "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
     report["goals"] = judge(values, GOALS, valid=bool(pick(main, "limits", "enforced")))
 
 
@@ -194,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
                "p50 ms": ("latency", "client_ms", "p50"), "CPU ms per /predict": ("cpu_ms_per_predict",)}
     goals = (GOALS["peak_pss_mb"], GOALS["cold_start_s"], GOALS["p50_ms"], None)
     bar_chart(args.out.with_suffix(".png"), "slimserve envelope: 0.1 vCPU + 256 MB unless named", [
-        (title, {k: pick(r, *keys) for k, r in runs.items()}, goal) for (title, keys), goal in zip(figures.items(), goals)])
+        (title, {k: pick(r, *keys) for k, r in runs.items()}, goal)
+        for (title, keys), goal in zip(figures.items(), goals, strict=True)])
     print("\n".join(table(["run", "outcome", *figures], [[k, r["outcome"], *(pick(r, *f) for f in figures.values())]
                                                          for k, r in runs.items()])))
     print("\n".join([f"cold start slimserve / bare: {report['cold_start_ratio']}, CPU ms per /predict: "

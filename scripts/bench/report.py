@@ -39,7 +39,8 @@ def start_report(repo: Path) -> dict[str, Any]:
     return {"command": shlex.join([sys.executable, *sys.argv]), "started": time.monotonic(), "machine": {
         "cpu_model": cpus[0] if cpus else None, "nproc": os.cpu_count(), "kernel": platform.release(),
         "python": platform.python_version(), "packages": {p: packages[p] for p in PACKAGES if p in packages},
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")), "root": os.geteuid() == 0,
+        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
+        "root": os.geteuid() == 0,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "cpu_probe_ms_at_start": cpu_probe_ms(),
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}
 

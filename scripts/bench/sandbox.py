@@ -96,7 +96,8 @@ class Sandbox:
 
     def memory_stats(self) -> dict[str, int]:
         """Peak usage, failcnt, memory.oom_control and memory.stat of the memory cgroup (empty without one)."""
-        stats = {n: int(text) for n in ("max_usage_in_bytes", "failcnt") if (text := self.read("memory", f"memory.{n}"))}
+        names = ("max_usage_in_bytes", "failcnt")
+        stats = {n: int(text) for n in names if (text := self.read("memory", f"memory.{n}"))}
         oom = parse_flat_keyed(self.read("memory", "memory.oom_control"))
         stat = parse_flat_keyed(self.read("memory", "memory.stat"))
         stats |= {f"stat.{k}": stat[k] for k in ("rss", "cache", "pgmajfault") if k in stat}

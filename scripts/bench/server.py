@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.bench.client import HOST, Upload, exchange, series, statuses
-from scripts.bench.measure import MB, MemorySampler, cpu_seconds, group_members, in_mb, stats
+from scripts.bench.measure import MemorySampler, cpu_seconds, group_members, in_mb, stats
 from scripts.bench.sandbox import UNLIMITED, Sandbox, parse_flat_keyed
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,12 +27,11 @@ SHARED_DATA = REPO.parent / "shared" / "data"
 SAMPLES = SHARED_DATA / "pneumonia" / "samples"
 # Rate limiting stays on, so its cost is part of every measurement, with budgets no benchmark reaches.
 UNREACHED_RATE_LIMITS = {f"SLIMSERVE_RATE_LIMIT_{g}": "1000000/minute" for g in ("PREDICT", "INVOCATIONS", "DEFAULT")}
-# The deploy config's access log with %(D)s (µs) for %(M)s (ms): gunicorn's own time per request, from the
-# parsed headers to the last byte written (body read, Flask, validation, ONNX Runtime, serialization).
+# The deploy config's access log with %(D)s (µs) for %(M)s: gunicorn's own time per request, from the parsed
+# headers to the last byte written (body read, Flask, validation, ONNX Runtime, serialization).
 ACCESS_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s'
-CGROUP_MEMORY = {"cgroup_peak_mb": "max_usage_in_bytes", "cgroup_rss_mb_now": "stat.rss", "cgroup_cache_mb_now": "stat.cache"}
-CGROUP_COUNTS = {"cgroup_failcnt": "failcnt", "oom_kill": "oom_control.oom_kill", "pgmajfault": "stat.pgmajfault"}
 _ACCESS = re.compile(r'"[A-Z]+ (?P<path>\S+)[^"]*" (?P<status>\d{3}) \S+ (?:(?P<us>\d+)us)?')
+NOTABLE = ("ERROR", "WARNING", "CRITICAL", "Traceback", "Killed", "signal", "Booting worker", "TIMEOUT", "memory")
 
 
 def free_port() -> int:
@@ -42,18 +41,18 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def drop_cache(*extra: Path) -> dict:
-    """posix_fadvise(DONTNEED) what a cold start reads: venv, stdlib, source, scripts, models and `extra`."""
-    began, count = time.monotonic(), 0
-    roots = [Path(sys.prefix) / "lib", Path(sysconfig.get_paths()["stdlib"]), REPO / "src", REPO / "scripts", MODELS]
-    for folder, _, names in (walk for root in dict.fromkeys([*roots, *extra]) for walk in os.walk(root)):
-        for name in names:  # pages other processes map stay cached: they are charged to those
+def drop_cache(*extra: Path) -> int:
+    """posix_fadvise(DONTNEED) what a cold start reads (venv, stdlib, source, models, `extra`): files advised."""
+    count, roots = 0, [Path(sys.prefix) / "lib", Path(sysconfig.get_paths()["stdlib"]), REPO / "src", REPO / "scripts",
+                       MODELS, *extra]
+    for folder, _, names in (walk for root in dict.fromkeys(roots) for walk in os.walk(root)):
+        for name in names:  # pages that other processes map stay cached: they are charged to those
             with contextlib.suppress(OSError):
                 fd = os.open(Path(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
                 os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
                 os.close(fd)
                 count += 1
-    return {"files_advised": count, "seconds": round(time.monotonic() - began, 1)}
+    return count
 
 
 @dataclass
@@ -72,7 +71,7 @@ class Server:
         """Spawn the server; the child joins the sandbox before exec, so every import is charged and throttled."""
         with self.log.open("ab") as log:
             self.started = time.monotonic()
-            self.proc = subprocess.Popen(self.argv, cwd=REPO, env={**os.environ, **self.env}, stdout=log, stderr=subprocess.STDOUT,
+            self.proc = subprocess.Popen(self.argv, cwd=REPO, env={**os.environ, **self.env}, stdout=log, stderr=log,
                                          stdin=subprocess.DEVNULL, start_new_session=True,
                                          preexec_fn=self.sandbox.join if self.sandbox.active else None)
 
@@ -85,22 +84,19 @@ class Server:
         charged = self.sandbox.cpu_seconds()
         return charged if charged is not None else cpu_seconds(self.pids())
 
-    def wait_200(self, method: str, path: str, upload: Upload | None, deadline: float,
-                 stop_on_oom: bool = False) -> tuple[float | None, str]:
-        """Retry until a 200, the deadline, the server's exit or (if asked) an OOM kill: (time or None, what was seen)."""
+    def wait_200(self, method: str, path: str, upload: Upload | None, deadline: float) -> tuple[float | None, str]:
+        """Retry until a 200, the deadline or the server's exit: (when, or None, and what was seen last)."""
         seen = "no answer"
-        while (remaining := deadline - time.monotonic()) > 0:
-            oom = self.sandbox.oom_kills()
-            if self.proc.poll() is not None:
-                return None, f"exited with code {self.proc.returncode}" + (f" after {oom} OOM kill(s)" if oom else "")
-            if stop_on_oom and oom:
-                return None, f"oom (the kernel killed {oom} process(es) in the cgroup)"
+        while (remaining := deadline - time.monotonic()) > 0 and self.proc.poll() is None:
             reply = exchange(self.port, method, path, upload, timeout=min(remaining, 60.0))
             if reply.status == 200:
                 return time.monotonic(), "ok"
             seen = reply.status if isinstance(reply.status, str) else f"HTTP {reply.status} {reply.body[:120]!r}"
             time.sleep(0.05)
-        return None, f"timeout ({seen})"
+        if self.proc.poll() is None:
+            return None, f"timeout ({seen})"
+        oom = self.sandbox.oom_kills()  # the OOM killer may take the master too
+        return None, f"exited with {self.proc.returncode}" + (f" after {oom} OOM kill(s)" if oom else "")
 
     def stop(self) -> int | None:
         """SIGTERM its process group (quota lifted: a throttled shutdown only slows us), SIGKILL what lingers."""
@@ -111,8 +107,6 @@ class Server:
             deadline = time.monotonic() + 30.0
             while (self.proc.poll() is None or group_members(self.proc.pid)) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if self.proc.poll() is not None and not group_members(self.proc.pid):
-                break
         for _ in range(100):  # a killed process leaves the cgroup a moment later
             if not self.sandbox.pids():
                 break
@@ -142,24 +136,22 @@ def slimserve(port: int, sandbox: Sandbox, log: Path, model_path: Path = BUNDLED
     """The deploy gunicorn on loopback (µs access log); `app` replaces its WSGI app (the bare reference)."""
     argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "scripts/deploy/gunicorn.conf.py", "--bind",
             f"{HOST}:{port}", "--access-logformat", ACCESS_FORMAT, *([app] if app else [])]
-    # No compiling in the envelope: a missing .onnx fails fast instead of importing TensorFlow. MODEL_REPOSITORY
-    # "" serves MODEL_PATH alone.
+    # No compiling in the envelope (a missing .onnx fails fast); MODEL_REPOSITORY "" serves MODEL_PATH alone.
     base = {"PORT": str(port), "MODEL_PATH": str(model_path), "MODEL_REPOSITORY": repository,
             "SLIMSERVE_RUNTIME": runtime, "SLIMSERVE_AUTO_COMPILE": "0", **UNREACHED_RATE_LIMITS}
     return Server(argv, {**base, **(env or {})}, port, sandbox, log)
 
 
-def cold_starts(server: Server, steps: list[tuple[str, str, str, Upload | None]], timeout: float,
-                stop_on_oom: bool = False) -> dict:
+def cold_starts(server: Server, steps: list[tuple[str, str, str, Upload | None]], timeout: float) -> dict:
     """Seconds from spawn to the first 200 of each (label, method, path, body) in turn, and CPU seconds by then."""
     out: dict = {"limit": timeout}
     for label, method, path, upload in steps:
-        at, out["observed"] = server.wait_200(method, path, upload, server.started + timeout, stop_on_oom)
+        at, out["observed"] = server.wait_200(method, path, upload, server.started + timeout)
         out[label] = None if at is None else round(at - server.started, 3)
         out[f"cpu_seconds_at_{label}"] = None if at is None else round(server.cpu(), 3)
         if at is None:
             break
-    out["outcome"] = out["observed"].split(" ")[0]  # ok, timeout, exited or oom
+    out["outcome"] = out["observed"].split(" ")[0]  # ok, timeout or exited
     return out
 
 
@@ -169,29 +161,23 @@ def serving(server: Server, facts: dict, cache_extra: tuple[Path, ...] = ()) -> 
     box = server.sandbox
     box.create()
     facts.update(command=shlex.join([*(f"{k}={v}" for k, v in server.env.items()), *server.argv]),
-                 page_cache=drop_cache(*cache_extra), limits={"cpu_quota_us": box.cpu_quota_us, "enforced": box.active,
-                 "memory_mb": box.memory_limit and box.memory_limit // MB, "notes": box.notes})
+                 files_uncached=drop_cache(*cache_extra), limits={"cpu_quota_us": box.cpu_quota_us, "memory_mb":
+                 box.memory_limit and box.memory_limit >> 20, "enforced": box.active, "notes": box.notes})
     server.start()
     try:
         with MemorySampler(server.pids) as sampler:
             yield sampler
-            facts["memory"] = memory_report(box, sampler)
+            counters = box.memory_stats()  # the cgroup's peak also holds reclaimable page cache
+            facts["memory"] = {**{f"peak_{k}_mb": v for k, v in in_mb(sampler.peak).items()},
+                               "cgroup_peak_mb": round(counters.get("max_usage_in_bytes", 0) / 2**20, 1) or None,
+                               **{k: counters.get(k) for k in ("failcnt", "oom_control.oom_kill", "stat.pgmajfault")}}
         facts["cpu_stat"] = parse_flat_keyed(box.read("cpu", "cpu.stat"))  # throttled periods and time
     finally:
         facts["exit_code"] = server.stop()
         lines = log_lines(server.log)
         facts["worker_boots"] = sum("Booting worker with pid" in line for line in lines)  # > 1: a worker died
-        keys = ("ERROR", "WARNING", "CRITICAL", "Traceback", "Killed", "signal", "Booting worker", "TIMEOUT", "memory")
-        facts["log_notable"] = [line[:300] for line in lines if any(key in line for key in keys)][-12:]
+        facts["log_notable"] = [line[:300] for line in lines if any(key in line for key in NOTABLE)][-12:]
         box.remove()
-
-
-def memory_report(sandbox: Sandbox, sampler: MemorySampler) -> dict:
-    """Sampled PSS/RSS peaks of the server's processes and its memory cgroup's counters (MB)."""
-    counters = sandbox.memory_stats()
-    out = {f"peak_{k}_mb": v for k, v in in_mb(sampler.peak).items()}
-    out |= {k: round(counters[n] / MB, 1) for k, n in CGROUP_MEMORY.items() if n in counters}
-    return out | {k: counters.get(n) for k, n in CGROUP_COUNTS.items()}
 
 
 def log_lines(path: Path, offset: int = 0) -> list[str]:

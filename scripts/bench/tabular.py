@@ -1,8 +1,4 @@
-"""Every bundled model in 0.1 vCPU / 256 MB: memory, cold start, per-model latency and CPU; optionally vs MLflow.
-
-`python -m scripts.bench.tabular [--with-mlflow]` as root writes artifacts/bench/tabular.json and .png. Requests
-carry real rows typed by the manifest's features and kept only if the server's own schema accepts them.
-"""
+"""Every bundled model in 0.1 vCPU / 256 MB: memory, cold start, per-model latency and CPU; optionally vs MLflow."""
 
 from __future__ import annotations
 
@@ -196,8 +192,10 @@ def goals(report: dict) -> dict[str, Any]:
         per_model = {m: pick(r, route, size, "gunicorn_ms", "p50") for m, r in env.get("full_core", {}).items()}
         worst = max(((v, m) for m, v in per_model.items() if v is not None), default=(None, None))
         name = f"{route}_{size}_server_side_ms"
-        out[name] = judge({name: worst[0]}, {name: GOALS[size]})[name] | {"worst_model": worst[1], "per_model": per_model}
-    limits = {f"faster_than_mlflow_{k}": GOALS["faster_x"] for k in ("p50_1_row_ms", "p50_1000_rows_ms", "cold_start_s")}
+        out[name] = judge({name: worst[0]}, {name: GOALS[size]})[name] | {"worst_model": worst[1],
+                                                                          "per_model": per_model}
+    limits = {f"faster_than_mlflow_{k}": GOALS["faster_x"] for k in ("p50_1_row_ms", "p50_1000_rows_ms",
+                                                                     "cold_start_s")}
     limits |= {f"smaller_than_mlflow_{k}": GOALS["smaller_x"] for k in ("peak_pss_mb", "peak_rss_mb")}
     return out | judge({n: versus.get(n.split("mlflow_")[1]) for n in limits}, limits, at_least=limits)
 
@@ -235,8 +233,8 @@ def main(argv: list[str] | None = None) -> int:
     write(report, args.out)
     full = report["all_models"].get("full_core", {})
     bar_chart(args.out.with_suffix(".png"), "slimserve, every bundled model", [
-        (f"all models, 0.1 vCPU + {args.memory_limit_mb} MB (MB)", {k: pick(report, "all_models", "memory", f"{k}_mb")
-                                                                   for k in ("peak_pss", "peak_rss")}, GOALS["memory_mb"]),
+        (f"all models, 0.1 vCPU + {args.memory_limit_mb} MB (MB)", {
+            k: pick(report, "all_models", "memory", f"{k}_mb") for k in ("peak_pss", "peak_rss")}, GOALS["memory_mb"]),
         *((f"server p50 ms, /invocations {size}, 1 vCPU", {m.removeprefix("modelo_"): pick(
             r, "invocations", size, "gunicorn_ms", "p50") for m, r in full.items()}, GOALS[size]) for size in SIZES),
         ("mlflow / slimserve", pick(report, "mlflow", "ratios") or {}, GOALS["faster_x"])])
