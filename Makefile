@@ -4,7 +4,7 @@ VENV ?= .venv
 PORT ?= 8000
 BIN := $(VENV)/bin
 
-.PHONY: run test lint bench bench-reliability clean docker-test
+.PHONY: run test lint bench bench-tabular bench-reliability clean docker-test
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,10 +34,16 @@ test: $(VENV)/.dev
 docker-test:
 	PYTHON=$(PYTHON) scripts/docker_test.sh
 
+# The benchmarks start the real server in cgroups (root on Linux); results go to artifacts/bench/.
+# slimserve vs the bare reference app in 0.1 vCPU / 256 MB, and the TensorFlow baseline (~8 min).
 bench: $(VENV)/.dev
 	$(BIN)/python -m scripts.bench.envelope
 
-# Hostile input, schemathesis, slow clients, overload and SIGTERM in 0.1 vCPU / 256 MB (~10 min, root for cgroups).
+# Every bundled model in the envelope, per-model latency and CPU, and `mlflow models serve` (~3 min).
+bench-tabular: $(VENV)/.dev
+	$(BIN)/python -m scripts.bench.tabular --with-mlflow
+
+# Hostile input, schemathesis, slow clients, overload and SIGTERM in 0.1 vCPU / 256 MB (~10 min).
 bench-reliability: $(VENV)/.dev
 	$(BIN)/python -m scripts.bench.reliability
 

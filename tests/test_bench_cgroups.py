@@ -1,18 +1,24 @@
-"""The pure parts of the envelope benchmark (scripts/bench): parsing, statistics, cgroup paths, goals."""
+"""The benchmark tooling (scripts/bench): cgroup sandboxes, /proc parsing, statistics, goals, the envelope report."""
 
 from __future__ import annotations
 
+import argparse
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from scripts.bench.cgroups import Sandbox, controller_path, parse_flat_keyed
-from scripts.bench.client import multipart
-from scripts.bench.envelope import fold_cold_repeats
-from scripts.bench.measure import parse_cpu_seconds, parse_ppid, parse_smaps_rollup, percentile, summarize_ms
-from scripts.bench.report import cpu_model, goals, ratio
-from scripts.bench.server import notable, worker_boots
+from scripts.bench.client import file_part, form
+from scripts.bench.envelope import parse_variant, summarize
+from scripts.bench.measure import parse_smaps_rollup, percentile, stat_fields, stats
+from scripts.bench.report import judge, pick, ratio, table
+from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed
+from scripts.bench.server import access_log_lines
+
+pytestmark = pytest.mark.bench
 
 SMAPS_ROLLUP = """\
 55d0c3a00000-7ffd5a3f4000 ---p 00000000 00:00 0                          [rollup]
@@ -51,9 +57,9 @@ def test_smaps_rollup_header_line_is_ignored():
 
 
 def test_stat_parsing_survives_spaces_and_parentheses_in_the_command_name():
-    text = "4242 (gunicorn: (worker) x) S 4200 4200 4200 0 -1 4194560 900 0 3 0 150 25 0 0 20 0 5 0 1289 0 0"
-    assert parse_ppid(text) == 4200
-    assert parse_cpu_seconds(text, ticks=100) == pytest.approx(1.75)
+    fields = stat_fields("4242 (gunicorn: (worker) x) S 4200 4201 4200 0 -1 4194560 900 0 3 0 150 25 0 0 20 0 5 0 1289")
+    assert (fields[0], fields[1], fields[2]) == ("S", "4200", "4201")  # state, ppid, process group
+    assert (int(fields[11]), int(fields[12])) == (150, 25)  # utime, stime
 
 
 @pytest.mark.parametrize("q", [0, 5, 50, 95, 99, 100])
@@ -66,10 +72,11 @@ def test_percentile_of_nothing_is_nan():
     assert np.isnan(percentile([], 50))
 
 
-def test_latency_summary_reports_count_p50_p95_max_mean():
-    summary = summarize_ms([float(v) for v in range(1, 101)])
-    assert summary == {"n": 100, "p50": 50.5, "p95": 95.0, "max": 100.0, "mean": 50.5}
-    assert summarize_ms([]) == {"n": 0}
+def test_latency_summary_reports_count_percentiles_max_mean():
+    assert stats([float(v) for v in range(1, 101)]) == {"n": 100, "p50": 50.5, "p95": 95.0, "p99": 99.0, "max": 100.0,
+                                                         "mean": 50.5}
+    assert stats([0.1234, 0.2, 0.3], 3) == {"n": 3, "p50": 0.2, "p95": 0.29, "p99": 0.298, "max": 0.3, "mean": 0.208}
+    assert stats([]) == {"n": 0}
 
 
 def test_memory_cgroup_resolves_under_our_own_v1_path():
@@ -100,78 +107,129 @@ def _fake_cgroupfs(root: Path) -> None:
     for folder in (root / "memory" / "process_api" / "abc", root / "cpu"):
         folder.mkdir(parents=True)
         (folder / "cgroup.procs").write_text("")
-        (folder / "memory.memsw.limit_in_bytes").write_text("9223372036854771712\n")
 
 
-def test_sandbox_writes_quota_and_memory_limit_including_swap(tmp_path):
+def test_sandbox_writes_quota_and_memory_limit(tmp_path):
     _fake_cgroupfs(tmp_path)
     sandbox = Sandbox("bench", cpu_quota_us=10_000, memory_limit=256 << 20, root=tmp_path)
     assert sandbox.create(PROC_CGROUP_V1.replace("1c8f79577573e2f008fcb315d151fce1", "abc"))
     memory = tmp_path / "memory" / "process_api" / "abc" / "bench"
     assert (memory / "memory.limit_in_bytes").read_text() == f"{256 << 20}\n"
-    assert sandbox.cpu_dir == tmp_path / "cpu" / "bench"
-    assert (sandbox.cpu_dir / "cpu.cfs_quota_us").read_text() == "10000\n"
-    assert (sandbox.cpu_dir / "cpu.cfs_period_us").read_text() == "100000\n"
-    assert sandbox.active
+    assert sandbox.dirs == {"memory": memory, "cpu": tmp_path / "cpu" / "bench"}  # no cpuacct here: /proc instead
+    assert (tmp_path / "cpu" / "bench" / "cpu.cfs_quota_us").read_text() == "10000\n"
+    assert (tmp_path / "cpu" / "bench" / "cpu.cfs_period_us").read_text() == "100000\n"
+    assert sandbox.active and sandbox.cpu_seconds() is None
 
 
 def test_sandbox_falls_back_with_a_note_without_cgroup_v1(tmp_path):
     sandbox = Sandbox("bench", cpu_quota_us=10_000, memory_limit=256 << 20, root=tmp_path)
     assert not sandbox.create(PROC_CGROUP_V2_ONLY)
-    assert not sandbox.active
+    assert not sandbox.active and sandbox.pids() == [] and sandbox.memory_stats() == {} and sandbox.oom_kills() == 0
     assert "no limits" in sandbox.notes[0]
 
 
-def test_cpu_model_is_read_from_cpuinfo():
-    assert cpu_model("processor\t: 0\nvendor_id\t: AuthenticAMD\nmodel name\t: AMD EPYC\n") == "AMD EPYC"
+def test_sandbox_without_a_cpu_controller_keeps_no_half_made_cgroup(tmp_path):
+    (tmp_path / "memory").mkdir()
+    (tmp_path / "memory" / "cgroup.procs").write_text("")
+    sandbox = Sandbox("bench", cpu_quota_us=10_000, memory_limit=None, root=tmp_path)
+    assert not sandbox.create("4:memory:/\n")
+    assert not (tmp_path / "memory" / "bench").exists() and sandbox.dirs == {}
 
 
-def test_ratio_is_none_when_a_side_is_missing():
-    assert ratio(570.0, 76.0) == 7.5
-    assert ratio(None, 76.0) is None
-    assert ratio(1.0, 0) is None
+REAL_CGROUPS = os.geteuid() == 0 and controller_path(Path("/proc/self/cgroup").read_text(), "memory") is not None
 
 
-def _onnx_run(enforced: bool) -> dict:
-    """An ONNX envelope run result with fixed figures."""
-    return {"limits": {"enforced": enforced}, "memory": {"peak_pss_mb": 80.0, "peak_rss_mb": 130.0},
-            "cold_start_s": {"first_predict_200_median": 3.5}, "latency": {"client_ms": {"p50": 9.0}}}
+@pytest.mark.skipif(not REAL_CGROUPS, reason="needs root and a cgroup v1 memory hierarchy")
+def test_a_real_sandbox_limits_accounts_and_is_removed():
+    sandbox = Sandbox(f"slimserve-test-{os.getpid()}", cpu_quota_us=10_000, memory_limit=64 << 20)
+    assert sandbox.create(), sandbox.notes
+    child = subprocess.Popen([sys.executable, "-c", "sum(range(3_000_000))"], preexec_fn=sandbox.join)
+    try:
+        assert child.wait(timeout=60) == 0
+        assert int(sandbox.read("memory", "memory.limit_in_bytes")) == 64 << 20
+        assert sandbox.read("cpu", "cpu.cfs_quota_us").strip() == "10000"
+        assert sandbox.memory_stats()["max_usage_in_bytes"] > 0 and sandbox.oom_kills() == 0
+        assert sandbox.cpu_seconds() is None or sandbox.cpu_seconds() > 0.01
+    finally:
+        dirs = list(sandbox.dirs.values())
+        sandbox.remove()
+    assert dirs and not any(d.exists() for d in dirs) and not sandbox.notes
 
 
-def test_goals_pass_or_fail_against_their_limits():
-    table = goals(_onnx_run(enforced=True))
-    assert {name: row["pass"] for name, row in table.items()} == {
-        "peak_pss_mb": True, "peak_rss_mb": False, "cold_start_s": False, "p50_ms": True}
+def test_judge_passes_against_limits_and_only_when_measured_validly():
+    got = judge({"a": 1.5, "b": 2.5, "c": 3.2, "d": None}, {"a": 2.0, "b": 2.0, "c": 3.0, "d": 1.0}, at_least={"c"})
+    assert {k: v["pass"] for k, v in got.items()} == {"a": True, "b": False, "c": True, "d": None}
+    assert got["b"] == {"value": 2.5, "limit": 2.0, "pass": False}
+    assert all(v["pass"] is None for v in judge({"a": 1.0}, {"a": 2.0}, valid=False).values())
 
 
-def test_goals_are_not_judged_without_enforced_limits():
-    assert all(row["pass"] is None for row in goals(_onnx_run(enforced=False)).values())
+def test_pick_and_ratio_yield_none_when_something_is_missing():
+    assert pick({"a": {"b": 3}}, "a", "b") == 3 and pick({"a": 1}, "a", "b") is None and pick(None, "a") is None
+    assert ratio(570.0, 76.0) == 7.5 and ratio(None, 76.0) is None and ratio(1.0, 0) is None
 
 
-def test_cold_start_repeats_fold_into_the_envelope_run_with_a_median():
-    def run(seconds: float) -> dict:
-        """A run whose cold start took `seconds`."""
-        return {"outcome": "ok", "cold_start_s": {"first_predict_200": seconds}, "memory": {}}
+def test_markdown_table_writes_missing_values_lists_and_dicts():
+    assert table(["a", "b"], [[None, [1, 2]], [{"200": 3}, "x|y"]]) == [
+        "| a | b |", "|---|---|", "| - | 1, 2 |", "| 200: 3 | x/y |"]
 
-    report = {"runs": {"onnx_envelope": run(4.0), "onnx_envelope_cold_2": run(3.0),
-                       "onnx_envelope_cold_3": run(3.2), "onnx_unlimited": run(1.0)}}
-    fold_cold_repeats(report)
-    assert list(report["runs"]) == ["onnx_envelope", "onnx_unlimited"]
-    cold = report["runs"]["onnx_envelope"]["cold_start_s"]
-    assert [row["first_predict_200"] for row in cold["repeats"]] == [4.0, 3.0, 3.2]
-    assert cold["first_predict_200_median"] == 3.2
+
+def _run(cold: float, cpu: float | None = None, enforced: bool = True) -> dict:
+    """An envelope run with a cold start, and CPU ms per /predict if given."""
+    return {"cold_start_s": {"first_predict_200": cold}, "cpu_ms_per_predict": cpu, "env": {},
+            "limits": {"enforced": enforced}, "memory": {"peak_pss_mb": 90.0, "peak_rss_mb": 130.0},
+            "latency": {"client_ms": {"p50": 9.0}}}
+
+
+def test_envelope_report_folds_cold_starts_compares_with_bare_and_judges_the_goals():
+    report = {"runs": {"slimserve_envelope": _run(4.0, 5.2), "bare_envelope": _run(3.0, 4.9),
+                       "slimserve_envelope_cold_2": _run(3.0), "bare_envelope_cold_2": _run(2.8),
+                       "slimserve_envelope_cold_3": _run(3.2), "bare_envelope_cold_3": _run(2.9),
+                       "slimserve_unlimited": _run(1.0), "variant_auth": _run(4.1, 5.35)}}
+    summarize(report)
+    assert list(report["runs"]) == ["slimserve_envelope", "bare_envelope", "slimserve_unlimited", "variant_auth"]
+    assert report["runs"]["slimserve_envelope"]["cold_start_s"]["repeats"] == [4.0, 3.0, 3.2]
+    assert report["cold_start_median_s"] == {"slimserve": 3.2, "bare": 2.9}
+    assert report["cold_start_ratio"] == pytest.approx(1.103)
+    assert report["cpu_ms_per_predict"] == {"slimserve": 5.2, "bare": 4.9, "over_bare": 0.3}
+    assert report["variants"]["auth"]["over_default_ms"] == 0.15
+    assert {k: g["pass"] for k, g in report["goals"].items()} == {
+        "peak_pss_mb": True, "peak_rss_mb": False, "cold_start_s": False, "p50_ms": True, "cold_start_ratio": True,
+        "cpu_over_bare_ms": True}
+
+
+def test_envelope_goals_are_not_judged_without_enforced_limits():
+    report = {"runs": {"slimserve_envelope": _run(4.0, 5.2, enforced=False), "bare_envelope": _run(3.0, 4.9)}}
+    summarize(report)
+    assert all(g["pass"] is None for g in report["goals"].values())
+
+
+@pytest.mark.parametrize(("text", "name", "env"), [
+    ("noaudit:SLIMSERVE_AUDIT_SINK=off", "noaudit", {"SLIMSERVE_AUDIT_SINK": "off"}),
+    ("auth:SLIMSERVE_API_KEYS=auto,SLIMSERVE_MODEL_ACCESS=pneumonia=key,aids=mfa", "auth",
+     {"SLIMSERVE_API_KEYS": "auto", "SLIMSERVE_MODEL_ACCESS": "pneumonia=key,aids=mfa"}),
+    ("limits:SLIMSERVE_RATE_LIMIT_ENABLED=false,SLIMSERVE_METRICS=false", "limits",
+     {"SLIMSERVE_RATE_LIMIT_ENABLED": "false", "SLIMSERVE_METRICS": "false"})])
+def test_variants_parse_names_and_env_whose_values_may_hold_commas(text, name, env):
+    assert parse_variant(text) == (name, env)
+
+
+@pytest.mark.parametrize("text", ["noname", ":A=1", "x:lower=1", "x:A"])
+def test_malformed_variants_are_refused(text):
+    with pytest.raises(argparse.ArgumentTypeError):
+        parse_variant(text)
 
 
 def test_multipart_body_carries_the_file_field():
-    upload = multipart("x.jpeg", b"\xff\xd8\xffDATA")
+    upload = form([file_part(b"\xff\xd8\xffDATA", "x.jpeg", "image/jpeg")])
     boundary = upload.content_type.split("boundary=")[1]
     assert upload.body.startswith(f"--{boundary}\r\n".encode())
-    assert b'name="file"; filename="x.jpeg"' in upload.body
-    assert upload.body.endswith(f"\r\n--{boundary}--\r\n".encode())
+    assert b'name="file"; filename="x.jpeg"\r\nContent-Type: image/jpeg\r\n\r\n\xff\xd8\xffDATA\r\n' in upload.body
+    assert upload.body.endswith(f"--{boundary}--\r\n".encode())
 
 
-def test_worker_restarts_and_deaths_are_picked_from_the_log():
-    lines = ["[INFO] Booting worker with pid: 10", '127.0.0.1 "GET /health HTTP/1.1" 200 16 1ms',
-             "[ERROR] Worker (pid:10) was sent SIGKILL! Perhaps out of memory?", "[INFO] Booting worker with pid: 11"]
-    assert worker_boots(lines) == 2
-    assert notable(lines) == [lines[0], lines[2], lines[3]]
+def test_access_log_lines_give_path_status_and_gunicorn_ms():
+    lines = ["[INFO] Booting worker with pid: 9", '127.0.0.1 "GET /ready" 200 40 812us rid=a',
+             '127.0.0.1 "POST /models/heart_failure/invocations" 422 300 1234us rid=b',
+             '127.0.0.1 "POST /predict HTTP/1.1" 503 9 1ms rid=c']
+    assert access_log_lines(lines) == [("/ready", 200, 0.812), ("/models/heart_failure/invocations", 422, 1.234),
+                                       ("/predict", 503, None)]

@@ -1,4 +1,4 @@
-"""The pure parts of the reliability benchmark (scripts/bench/reliability.py, hostile.py): corpus, client, goals."""
+"""The reliability benchmark's tooling (scripts/bench/reliability.py, corpus.py, client.py): corpus, client, goals."""
 
 from __future__ import annotations
 
@@ -11,10 +11,14 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from scripts.bench.hostile import Outcome, corpus, exchange, jpeg_promising, png, retry_pause
-from scripts.bench.reliability import goals, is_5xx_failure, log_statuses, markdown, stats, statuses
+from scripts.bench.client import Job, Outcome, Upload, background, exchange, retry_pause, statuses
+from scripts.bench.corpus import corpus, jpeg_promising, png
+from scripts.bench.reliability import goals, is_5xx_failure, log_statuses, markdown
+
+pytestmark = pytest.mark.bench
 
 MANIFEST = Path(__file__).resolve().parents[1] / "artifacts" / "models" / "heart_failure" / "1.0.0" / "manifest.json"
+ROW = [40, "M", "ATA", 140, 289, 0, "Normal", 172, "N", 0, "Up"]  # the first row of heart.csv
 TEN_MB = 10 * 1024 * 1024  # the server's upload limit: the probes must pass it to reach the parser
 
 
@@ -22,8 +26,7 @@ TEN_MB = 10 * 1024 * 1024  # the server's upload limit: the probes must pass it 
 def cases():
     """The whole corpus, by name (built once: it compresses ~700 MB of zeros)."""
     columns = [feature["name"] for feature in json.loads(MANIFEST.read_text())["features"]]
-    row = [40, "M", "ATA", 140, 289, 0, "Normal", 172, "N", 0, "Up"]  # the first row of heart.csv
-    return {case.name: case for case in corpus(columns, row)}
+    return {case.name: case for case in corpus(columns, ROW)}
 
 
 def uploaded_file(body: bytes) -> bytes:
@@ -56,7 +59,7 @@ def test_every_image_case_declares_the_size_and_mode_it_claims(cases, no_bomb_gu
     for case in cases.values():
         if "size" not in case.declares:
             continue
-        data = uploaded_file(case.body)
+        data = uploaded_file(case.upload.body)
         image = Image.open(io.BytesIO(data))
         assert (image.size, image.mode) == (case.declares["size"], case.declares["mode"]), case.name
         assert len(data) == case.declares["bytes"], case.name
@@ -75,41 +78,42 @@ def test_probe_files_have_the_sizes_of_the_issue_table(cases, name, low, high):
 
 @pytest.mark.slow  # the corpus compresses ~700 MB of zeros: 3-9 s
 def test_text_chunk_flood_holds_200k_chunks(cases):
-    assert uploaded_file(cases["png_200k_text_chunks"].body).count(b"tEXt") == 200_000
+    assert uploaded_file(cases["png_200k_text_chunks"].upload.body).count(b"tEXt") == 200_000
 
 
 @pytest.mark.slow  # the corpus compresses ~700 MB of zeros: 3-9 s
 def test_big_tabular_bodies_fit_the_upload_limit_and_hold_millions_of_rows(cases):
     records, table = cases["json_10mb_3.4m_empty_objects"], cases["csv_10mb_5.2m_rows"]
-    assert len(records.body) < TEN_MB and records.body.count(b"{}") == 3_400_000
-    assert json.loads(records.body)["dataframe_records"][0] == {}
-    assert len(table.body) < TEN_MB and table.body.count(b"\n") == 5_200_001  # header + rows
+    assert len(records.upload.body) < TEN_MB and records.upload.body.count(b"{}") == 3_400_000
+    assert json.loads(records.upload.body)["dataframe_records"][0] == {}
+    assert len(table.upload.body) < TEN_MB and table.upload.body.count(b"\n") == 5_200_001  # header + rows
 
 
 @pytest.mark.slow  # the corpus compresses ~700 MB of zeros: 3-9 s
 def test_json_cases_carry_the_literal_they_are_named_after(cases):
-    assert b"NaN" in cases["json_nan_literal"].body
-    assert b"Infinity" in cases["json_infinity_literal"].body
-    assert b"1e400" in cases["json_1e400"].body
-    assert b"9" * 400 in cases["json_400_digit_integer"].body
-    assert b"[" * 100_000 in cases["json_100k_nested_arrays"].body
+    bodies = {name: case.upload.body for name, case in cases.items()}
+    assert b"NaN" in bodies["json_nan_literal"] and b"Infinity" in bodies["json_infinity_literal"]
+    assert b"1e400" in bodies["json_1e400"] and b"9" * 400 in bodies["json_400_digit_integer"]
+    assert b"[" * 100_000 in bodies["json_100k_nested_arrays"]
+    assert [json.loads(bodies[name].replace(literal, b"1"))["dataframe_split"]["data"][0] for name, literal in (
+        ("json_nan_literal", b"NaN"), ("json_1e400", b"1e400"))] == [[1, *ROW[1:]]] * 2  # a real row around it
 
 
 @pytest.mark.slow  # the corpus compresses ~700 MB of zeros: 3-9 s
 def test_multipart_abuse_cases(cases):
-    assert cases["multipart_1000_parts"].body.count(b"Content-Disposition") == 1001
-    assert "boundary" not in cases["multipart_no_boundary"].content_type
-    assert len(cases["multipart_1mb_part_header"].body) > 1_000_000
-    assert b"multipart/mixed; boundary=inner" in cases["multipart_nested"].body
+    assert cases["multipart_1000_parts"].upload.body.count(b"Content-Disposition") == 1001
+    assert "boundary" not in cases["multipart_no_boundary"].upload.content_type
+    assert len(cases["multipart_1mb_part_header"].upload.body) > 1_000_000
+    assert b"multipart/mixed; boundary=inner" in cases["multipart_nested"].upload.body
     lying = cases["content_length_larger_than_body"]
-    assert lying.declared_length == len(lying.body) + 100_000
+    assert lying.declared_length == len(lying.upload.body) + 100_000
     assert cases["png16_2500x2500_two_at_once"].copies == 2
 
 
-def test_stats_interpolate_percentiles():
-    summary = stats([float(v) for v in range(1, 101)])
-    assert summary == {"n": 100, "p50": 50.5, "p95": 95.0, "p99": 99.0, "max": 100.0}
-    assert stats([]) == {"n": 0}
+@pytest.mark.slow  # the corpus compresses ~700 MB of zeros: 3-9 s
+def test_the_corpus_holds_every_case_of_the_committed_results(cases):
+    committed = json.loads((MANIFEST.parents[3] / "bench" / "reliability.json").read_text())["corpus"]
+    assert [row["name"] for row in committed] == list(cases)
 
 
 def test_only_5xx_other_than_503_count_as_server_errors():
@@ -119,7 +123,7 @@ def test_only_5xx_other_than_503_count_as_server_errors():
 
 def test_statuses_and_access_log_counts():
     assert statuses([Outcome(200, 1), Outcome("no answer", 2), Outcome(200, 3)]) == {"200": 2, "no answer": 1}
-    log = ['127.0.0.1 "GET /health HTTP/1.1" 200 15 3ms rid=a', '127.0.0.1 "POST /predict HTTP/1.1" 503 9 1ms rid=b',
+    log = ['127.0.0.1 "GET /health HTTP/1.1" 200 15 3ms rid=a', '127.0.0.1 "POST /predict" 503 9 1200us rid=b',
            "[INFO] Booting worker with pid: 9"]
     assert log_statuses(log) == {"200": 1, "503": 1}
 
@@ -134,7 +138,7 @@ def test_exchange_reports_refused_and_silent_servers_without_raising():
         silent.listen()
         held = []
         threading.Thread(target=lambda: held.append(silent.accept()), daemon=True).start()
-        outcome = exchange(silent.getsockname()[1], "POST", "/predict", b"x" * 10, "text/plain", timeout=0.3,
+        outcome = exchange(silent.getsockname()[1], "POST", "/predict", Upload(b"x" * 10, "text/plain"), timeout=0.3,
                            declared_length=1000)
         assert outcome.status == "no answer" and outcome.ms >= 300
         for conn, _ in held:
@@ -143,7 +147,7 @@ def test_exchange_reports_refused_and_silent_servers_without_raising():
 
 def report(**overrides) -> dict:
     """A minimal benchmark report with one corpus row and two load levels."""
-    row = {"name": "png", "status": 413, "worker_cpu_s": 0.2, "oom_kills": 0}
+    row = {"name": "png", "status": 413, "server_cpu_s": 0.2, "oom_kills": 0}
     level = {"route": "/predict", "concurrency": 128, "req_per_s_200": 12.0, "statuses": {"200": 90, "503": 10},
              "oom_kills": 0, "shed_ms": {"n": 10, "p99": 20.0}, "health_ms": {"n": 5, "p99": 150.0},
              "latency_200_ms": {"n": 90}, "cgroup_peak_mb": 80.0}
@@ -158,8 +162,8 @@ def test_goals_pass_when_every_figure_is_within_its_limit():
 
 
 def test_goals_fail_on_an_oom_kill_a_500_or_an_unanswered_case():
-    bad_rows = [{"name": "a", "status": "connection closed", "worker_cpu_s": 0.3, "oom_kills": 1},
-                {"name": "b", "status": 500, "worker_cpu_s": 2.0, "oom_kills": 0}]
+    bad_rows = [{"name": "a", "status": "connection closed", "server_cpu_s": 0.3, "oom_kills": 1},
+                {"name": "b", "status": 500, "server_cpu_s": 2.0, "oom_kills": 0}]
     result = goals(report(corpus=bad_rows))
     assert result["oom_kills"]["pass"] is False and result["server_errors_5xx"]["pass"] is False
     assert result["refused_cpu_s"]["value"] == 2.0 and result["refused_cpu_s"]["pass"] is False
@@ -170,7 +174,7 @@ def test_markdown_lists_every_goal_and_case():
     data = report()
     data["goals"] = goals(data)
     text = "\n".join(markdown(data))
-    assert "| oom_kills | 0 | 0 | pass |" in text and "| png | - | 413 |" in text and "| /predict | 128 |" in text
+    assert "| oom_kills | 0 | 0 | pass |" in text and "| png | - | 413 |" in text
 
 
 def test_a_500_during_schemathesis_or_beside_slow_clients_fails_the_5xx_goal():
@@ -190,8 +194,8 @@ def test_slow_429s_of_the_rate_limited_run_fail_the_shedding_goal_but_do_not_cou
 
 
 def test_a_case_sent_twice_is_answered_only_if_both_copies_are():
-    rows = [{"name": "both", "status": [200, 413], "worker_cpu_s": 0.1, "oom_kills": 0},
-            {"name": "half", "status": [200, "connection closed"], "worker_cpu_s": 0.1, "oom_kills": 1}]
+    rows = [{"name": "both", "status": [200, 413], "server_cpu_s": 0.1, "oom_kills": 0},
+            {"name": "half", "status": [200, "connection closed"], "server_cpu_s": 0.1, "oom_kills": 1}]
     result = goals(report(corpus=rows))
     assert result["corpus_every_case_answered"]["value"] == ["half"]
     assert result["refused_cpu_s"]["value"] == 0.1
@@ -201,3 +205,24 @@ def test_a_case_sent_twice_is_answered_only_if_both_copies_are():
                                                (None, 0.0), ("soon", 0.0)])
 def test_shed_clients_wait_their_retry_after_up_to_the_servers_maximum(header, pause):
     assert retry_pause(header) == pause
+
+
+def test_background_clients_cycle_their_bodies_honour_retry_after_and_stop_at_their_count():
+    seen: list[bytes] = []
+
+    def serve(listener: socket.socket) -> None:
+        for n in range(4):
+            conn, _ = listener.accept()
+            with conn:
+                seen.append(conn.recv(65536).rsplit(b"\r\n\r\n", 1)[1])
+                status = b"503 Busy\r\nRetry-After: 0" if n == 1 else b"200 OK"
+                conn.sendall(b"HTTP/1.1 " + status + b'\r\nContent-Length: 19\r\n\r\n{"inference_ms": 2}')
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        threading.Thread(target=serve, args=(listener,), daemon=True).start()
+        bodies = (Upload(b"a", "text/plain"), Upload(b"b", "text/plain"))
+        found = background(listener.getsockname()[1], [Job("c", "/x", bodies, count=4)], seconds=10)["c"]
+    assert [o.status for o in found] == [200, 503, 200, 200] and seen == [b"a", b"b", b"a", b"b"]
+    assert found[0].inference_ms == 2.0 and statuses(found) == {"200": 3, "503": 1}

@@ -1,163 +1,174 @@
-"""A bounded HTTP client for the benchmark: loopback only, one fresh connection per request."""
+"""A bounded loopback HTTP client: raw requests (which may lie), sample uploads, sequential and concurrent load."""
 
 from __future__ import annotations
 
+import contextlib
 import http.client
-import json
+import multiprocessing
+import queue
+import re
+import socket
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
-from scripts.bench.measure import summarize_ms
-
-HOST = "127.0.0.1"  # the benchmark never sends traffic anywhere else
-RETRY_PAUSE = 0.05
+HOST = "127.0.0.1"  # the benchmarks never send traffic anywhere else
+_INFERENCE_MS = re.compile(rb'"inference_ms":\s*([0-9.]+)')
 
 
 @dataclass(frozen=True)
 class Upload:
-    """One sample image as a ready-made multipart body."""
+    """A request body, its Content-Type, a name for reports and extra headers (e.g. an API key)."""
 
-    name: str
     body: bytes
     content_type: str
+    name: str = ""
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
-class Reply:
-    """Status, body and client-side duration of one request."""
+class Outcome:
+    """An HTTP status (or "no answer", "connection closed", "refused", "no connection") and the wall time."""
 
-    status: int
-    body: bytes
+    status: int | str
     ms: float
+    retry_after: str | None = None
+    body: bytes = b""
+    inference_ms: float | None = None  # the server's own figure, when the answer carries one
 
 
-def multipart(name: str, data: bytes) -> Upload:
-    """A multipart/form-data body with the image in the `file` field."""
-    boundary = uuid.uuid4().hex
-    head = (f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
-            "Content-Type: image/jpeg\r\n\r\n").encode()
-    return Upload(name, head + data + f"\r\n--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}")
+class Job(NamedTuple):
+    """One client: requests to `path` cycling `uploads` (a GET without any), `pause` s apart, at most `count`."""
+
+    name: str
+    path: str
+    uploads: tuple[Upload, ...] = ()
+    pause: float = 0.0
+    timeout: float = 30.0
+    count: int = 20_000
+
+
+def form(parts: list[tuple[str, bytes]], boundary: str = "", name: str = "") -> Upload:
+    """A multipart/form-data body of (part headers, part data)."""
+    boundary = boundary or uuid.uuid4().hex
+    body = b"".join(f"--{boundary}\r\n{head}\r\n\r\n".encode() + data + b"\r\n" for head, data in parts)
+    return Upload(body + f"--{boundary}--\r\n".encode(), f"multipart/form-data; boundary={boundary}", name)
+
+
+def file_part(data: bytes, name: str = "x.png", kind: str = "image/png", extra: str = "") -> tuple[str, bytes]:
+    """The `file` field of an upload form."""
+    return f'Content-Disposition: form-data; name="file"; filename="{name}"\r\n{extra}Content-Type: {kind}', data
 
 
 def load_samples(folder: Path) -> list[Upload]:
-    """Every JPEG in `folder`, sorted by name."""
+    """Every JPEG in `folder` as an upload form, sorted by name."""
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() in {".jpeg", ".jpg"})
-    if not files:
-        raise SystemExit(f"no JPEG samples in {folder}")
-    return [multipart(p.name, p.read_bytes()) for p in files]
+    return [form([file_part(p.read_bytes(), p.name, "image/jpeg")], name=p.name) for p in files]
 
 
-def call(port: int, method: str, path: str, upload: Upload | None = None, timeout: float = 30.0) -> Reply:
-    """One request on a fresh connection to 127.0.0.1:port."""
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+def exchange(port: int, method: str, path: str, upload: Upload | None = None, timeout: float = 20.0,
+             declared_length: int | None = None, keep: int = 300) -> Outcome:
+    """One request on a fresh loopback connection, sent raw (its Content-Length may lie); never raises."""
     started = time.perf_counter()
+    elapsed = lambda: (time.perf_counter() - started) * 1000  # noqa: E731
     try:
-        headers = {"Content-Type": upload.content_type} if upload else {}
-        conn.request(method, path, body=upload.body if upload else None, headers=headers)
-        response = conn.getresponse()
-        body = response.read()
-        return Reply(response.status, body, (time.perf_counter() - started) * 1000)
+        sock = socket.create_connection((HOST, port), timeout=timeout)
+    except OSError as exc:
+        return Outcome("refused" if isinstance(exc, ConnectionRefusedError) else "no connection", elapsed())
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
+    if upload:
+        length = len(upload.body) if declared_length is None else declared_length
+        head += "".join(f"{k}: {v}\r\n" for k, v in (("Content-Type", upload.content_type), *upload.headers,
+                                                     ("Content-Length", length)))
+    try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # an early 413: read what it said
+            sock.sendall(head.encode() + b"\r\n" + (upload.body if upload else b""))
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        data = response.read()
+        found = _INFERENCE_MS.search(data)
+        return Outcome(response.status, elapsed(), response.getheader("Retry-After"), data[:keep],
+                       float(found.group(1)) if found else None)
+    except TimeoutError:
+        return Outcome("no answer", elapsed())
+    except (OSError, http.client.HTTPException):
+        return Outcome("connection closed", elapsed())
     finally:
-        conn.close()
+        sock.close()
 
 
-def first_200(port: int, method: str, path: str, upload: Upload | None, deadline: float,
-              stop: Callable[[], str | None]) -> tuple[float | None, str]:
-    """Retry until a 200, the deadline or `stop()` naming a reason; returns (monotonic time or None, what we saw)."""
-    seen = "no answer"
-    for _ in range(100_000):
-        reason = stop()
-        if reason:
-            return None, reason
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            return None, f"timeout ({seen})"
-        try:
-            reply = call(port, method, path, upload, timeout=min(remaining, 60.0))
-        except ConnectionRefusedError:
-            seen = "connection refused"
-            time.sleep(RETRY_PAUSE)
-            continue
-        except (OSError, http.client.HTTPException) as exc:
-            seen = f"{type(exc).__name__}: {exc}"
-            time.sleep(RETRY_PAUSE)
-            continue
-        if reply.status == 200:
-            return time.monotonic(), "ok"
-        seen = f"HTTP {reply.status} {reply.body[:120].decode(errors='replace')}"
-        time.sleep(RETRY_PAUSE * 4)
-    return None, f"gave up ({seen})"
+def retry_pause(retry_after: str | None, cap: float = 30.0) -> float:
+    """How long a polite client waits after a 429/503: its Retry-After (seconds), at most the server's 30."""
+    try:
+        return max(0.0, min(float(retry_after or 0), cap))
+    except ValueError:
+        return 0.0
 
 
-def timed_posts(port: int, path: str, uploads: list[Upload], count: int, deadline: float,
-                pause: float = 0.0) -> tuple[list[float], list[float], dict[str, int]]:
-    """`count` POSTs one after another (`pause` s apart), cycling `uploads`: client ms, inference_ms, errors."""
-    client_ms: list[float] = []
-    inference_ms: list[float] = []
-    errors: dict[str, int] = {}
-    for i in range(count):
-        if time.monotonic() > deadline:
-            errors["deadline"] = count - i
-            break
-        if pause and i:
-            time.sleep(pause)
-        try:
-            reply = call(port, "POST", path, uploads[i % len(uploads)], timeout=60.0)
-        except (OSError, http.client.HTTPException) as exc:
-            errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-            continue
-        if reply.status != 200:
-            key = f"HTTP {reply.status} {reply.body[:80].decode(errors='replace')}"
-            errors[key] = errors.get(key, 0) + 1
-            continue
-        client_ms.append(reply.ms)
-        if b'"inference_ms"' in reply.body:
-            server_ms = json.loads(reply.body).get("inference_ms")
-            if isinstance(server_ms, int | float):
-                inference_ms.append(float(server_ms))
-    return client_ms, inference_ms, errors
+def statuses(outcomes: list[Outcome]) -> dict[str, int]:
+    """How many outcomes had each status."""
+    return dict(sorted(Counter(str(o.status) for o in outcomes).items()))
 
 
-def sequential(port: int, uploads: list[Upload], count: int, deadline: float, pause: float = 0.0) -> dict:
-    """`count` POST /predict one after another (`pause` s apart), cycling the samples; client and server latency."""
-    client_ms, inference_ms, errors = timed_posts(port, "/predict", uploads, count, deadline, pause)
-    return {"client_ms": summarize_ms(client_ms), "server_inference_ms": summarize_ms(inference_ms),
-            "errors": errors}
+def loop(port: int, job: Job, stop: threading.Event, out: list[Outcome]) -> None:
+    """One job's requests back to back until `stop` or `job.count`, each outcome appended to `out`."""
+    for i in range(job.count):
+        upload = job.uploads[i % len(job.uploads)] if job.uploads else None
+        out.append(outcome := exchange(port, "POST" if upload else "GET", job.path, upload, job.timeout))
+        # Without honouring Retry-After a shed client re-sends at once, and the refusals take the CPU.
+        pause = retry_pause(outcome.retry_after) if outcome.status in (429, 503) else job.pause
+        if outcome.status in ("refused", "no connection") or stop.wait(pause):
+            return
 
 
-def concurrent(port: int, uploads: list[Upload], threads: int, per_thread: int, deadline: float) -> dict:
-    """`threads` clients each sending `per_thread` requests back to back; completed requests per second."""
-    lock = threading.Lock()
-    client_ms: list[float] = []
-    errors: dict[str, int] = {}
-
-    def worker(offset: int) -> None:
-        """One client: `per_thread` requests, starting at sample `offset`."""
-        for i in range(per_thread):
-            if time.monotonic() > deadline:
-                return
-            try:
-                reply = call(port, "POST", "/predict", uploads[(offset + i) % len(uploads)], timeout=60.0)
-                key = None if reply.status == 200 else f"HTTP {reply.status}"
-            except (OSError, http.client.HTTPException) as exc:
-                reply, key = None, type(exc).__name__
-            with lock:
-                if key is None and reply is not None:
-                    client_ms.append(reply.ms)
-                else:
-                    errors[key or "?"] = errors.get(key or "?", 0) + 1
-
-    pool = [threading.Thread(target=worker, args=(n,), daemon=True) for n in range(threads)]
-    started = time.monotonic()
-    for thread in pool:
+def background(port: int, jobs: list[Job], main: Callable[[], object] | None = None,
+               seconds: float = 300.0) -> dict[str, list[Outcome]]:
+    """Run the jobs as threads while `main` runs (without `main`: until they finish, at most `seconds`)."""
+    stop, found = threading.Event(), {job.name: [] for job in jobs}
+    threads = [threading.Thread(target=loop, args=(port, job, stop, found[job.name]), daemon=True) for job in jobs]
+    for thread in threads:
         thread.start()
-    for thread in pool:
-        thread.join(timeout=max(0.0, deadline - time.monotonic()) + 65)
-    elapsed = time.monotonic() - started
-    return {"threads": threads, "requests": len(client_ms), "seconds": round(elapsed, 2),
-            "requests_per_s": round(len(client_ms) / elapsed, 2) if elapsed else None,
-            "client_ms": summarize_ms(client_ms), "errors": errors}
+    deadline = time.monotonic() + seconds
+    try:
+        if main:
+            main()
+        while not main and any(t.is_alive() for t in threads) and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=65)
+    return found
+
+
+def in_processes(port: int, groups: list[list[Job]], main: Callable[[], object]) -> dict[str, list[Outcome]]:
+    """`background` with each group of jobs in a process of its own (129 threads in one would measure its GIL)."""
+    context = multiprocessing.get_context("fork")
+    stop, results = context.Event(), context.Queue()
+    children = [context.Process(target=lambda jobs=jobs: results.put(background(port, jobs, stop.wait)), daemon=True)
+                for jobs in groups]
+    for child in children:
+        child.start()
+    found: dict[str, list[Outcome]] = {}
+    try:
+        main()
+    finally:
+        stop.set()
+        for _ in children:
+            with contextlib.suppress(queue.Empty):
+                found.update(results.get(timeout=60))
+        for child in children:
+            child.join(timeout=10)
+            if child.is_alive():
+                child.kill()
+    return found
+
+
+def series(port: int, path: str, uploads: list[Upload], count: int, pause: float = 0.0) -> list[Outcome]:
+    """`count` POSTs one after another (`pause` s apart), cycling `uploads`, within 150 s."""
+    return background(port, [Job("series", path, tuple(uploads), pause, 60.0, count)], seconds=150.0)["series"]

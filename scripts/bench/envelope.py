@@ -1,150 +1,203 @@
-"""Benchmark the real gunicorn server in a 0.1 vCPU / 256 MB cgroup, against the TensorFlow baseline.
-
-Writes artifacts/bench/envelope.json and envelope.png. Usage: `python -m scripts.bench.envelope`
-(root and a writable cgroup v1 hierarchy are needed for the limits; without them the runs are unlimited
-and the report says so).
-"""
+"""Image envelope: slimserve vs the bare reference app (same model, same run) in 0.1 vCPU / 256 MB."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import os
-import shlex
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+from scripts.bench import server as srv
+from scripts.bench.client import Job, Upload, background, load_samples, statuses
+from scripts.bench.measure import in_mb, stats
+from scripts.bench.report import bar_chart, goal_lines, judge, pick, ratio, start_report, table, write
+from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU, Sandbox
 
-from scripts.bench.client import load_samples  # noqa: E402
-from scripts.bench.phases import Context, RunSpec, run_once  # noqa: E402
-from scripts.bench.report import (  # noqa: E402
-    NOTES,
-    chart,
-    cpu_probe_ms,
-    goals,
-    machine_facts,
-    pick,
-    ratios,
-    summary_lines,
-)
+BARE_APP = "scripts.bench.bare_app:app"
+GOALS = {"peak_pss_mb": 128.0, "peak_rss_mb": 128.0, "cold_start_s": 3.0, "p50_ms": 150.0,
+         "cold_start_ratio": 1.15, "cpu_over_bare_ms": 0.5}
+NOTES = [
+    "bare_envelope: scripts/bench/bare_app.py (Flask + Pillow + numpy + ONNX Runtime, same .onnx, same "
+    "preprocessing, nothing else) under the same gunicorn config and limits; the cold starts of the two alternate.",
+    "Cold start is CPU-bound: at 0.1 vCPU about 10x the CPU seconds used until the first answer "
+    "(cpu_seconds_at_first_predict_200); other load on the machine inflates both (loadavg, cpu_probe_ms).",
+    "cpu_ms_per_predict: CPU charged to the server's cgroup (cpuacct) over the back-to-back series / requests; "
+    "variants compare theirs with slimserve_envelope's, one run each (noisy). Throughput runs on one full core.",
+]
 
-BUNDLED = REPO / "artifacts" / "models" / "pneumonia" / "1.0.0" / "model.h5"
-SAMPLES = REPO.parent / "shared" / "data" / "pneumonia" / "samples"
-MEMORY_LIMIT = 256 * 1024 * 1024
-TENTH_VCPU = 10_000  # µs of CPU per 100 ms period
-COLD_REPEAT = "onnx_envelope_cold_"
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What one server run limits and measures."""
+
+    label: str
+    cpu_quota_us: int | None = TENTH_VCPU
+    memory_limit: int | None = ENVELOPE_MEMORY
+    requests: int = 0  # back-to-back /predict after the cold start: latency and CPU ms per /predict
+    app: str | None = None  # the bare reference instead of slimserve
+    runtime: str = "onnx"
+    env: dict[str, str] = field(default_factory=dict)  # a variant's overrides
+    headers: tuple[tuple[str, str], ...] = ()
+    paced: float = 0.0  # > 0: a second series with this pause between requests
+    throughput: tuple[int, int] | None = None  # (clients, requests each), on one full core
+    timeout: float = 120.0
+
+
+def parse_variant(text: str) -> tuple[str, dict[str, str]]:
+    """`NAME:ENV=VAL[,ENV=VAL]` -> (name, env); a value may hold commas (`SLIMSERVE_MODEL_ACCESS=a=key,b=mfa`)."""
+    name, _, rest = text.partition(":")
+    pairs = re.split(r",(?=[A-Z][A-Z0-9_]*=)", rest)
+    if not re.fullmatch(r"[\w-]+", name) or not all(re.match(r"[A-Z][A-Z0-9_]*=", p) for p in pairs):
+        raise argparse.ArgumentTypeError(f"expected NAME:ENV=VAL[,ENV=VAL], got {text!r}")
+    return name, dict(p.split("=", 1) for p in pairs)
+
+
+def plan(args: argparse.Namespace) -> list[RunSpec]:
+    """Cold starts of slimserve and the bare app alternating (drift hits both alike), then the other runs."""
+    first = {"requests": args.requests, "paced": args.pace, "throughput": (args.threads, args.per_thread)}
+    runs = []
+    for n in range(1, args.cold_repeats + 1):  # the repeats measure the cold start only
+        suffix, more = ("", first) if n == 1 else (f"_cold_{n}", {})
+        runs.append(RunSpec(f"slimserve_envelope{suffix}", timeout=args.timeout, **more))
+        runs.append(RunSpec(f"bare_envelope{suffix}", app=BARE_APP, requests=more.get("requests", 0),
+                            timeout=args.timeout))
+    runs.append(RunSpec("slimserve_unlimited", None, None, args.requests, timeout=args.timeout))
+    model = json.loads(args.model_path.with_name("manifest.json").read_text())["name"]
+    for name, env in args.variant:
+        headers: tuple[tuple[str, str], ...] = ()
+        if env.get("SLIMSERVE_API_KEYS") == "auto":  # a fresh key for the model, sent by the client
+            argv = [sys.executable, "-m", "slimserve", "keys", "create", "--name", "bench", "--models", model]
+            created = json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout)
+            env, headers = {**env, "SLIMSERVE_API_KEYS": created["entry"]}, (("X-API-Key", created["key"]),)
+        runs.append(RunSpec(f"variant_{name}", requests=args.requests, env=env, headers=headers, timeout=args.timeout))
+    if not args.skip_baseline:
+        tf = {"runtime": "tensorflow", "timeout": args.baseline_timeout}
+        runs += [RunSpec("tf_envelope", requests=args.requests, **tf),  # stalls at the limit or is OOM-killed
+                 RunSpec("tf_0.1vcpu_nomemlimit", memory_limit=None, requests=min(args.requests, 20), **tf),
+                 RunSpec("tf_unlimited", None, None, args.requests, **tf)]
+    return runs
+
+
+def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
+    """One fresh server under `spec`: cold start, then the series it asks for."""
+    sandbox = Sandbox(f"slimserve-bench-{os.getpid()}-{spec.label}", spec.cpu_quota_us, spec.memory_limit)
+    server = srv.slimserve(srv.free_port(), sandbox, workdir / f"{spec.label}.log", args.model_path,
+                           args.model_repository, spec.env, spec.app, spec.runtime)
+    uploads = [replace(u, headers=spec.headers) for u in uploads]
+    out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
+    with srv.serving(server, out) as sampler:
+        out["cold_start_s"] = srv.cold_starts(server, [("first_health_200", "GET", "/health", None), (
+            "first_predict_200", "POST", "/predict", uploads[0])], spec.timeout)
+        out["outcome"] = out["cold_start_s"]["outcome"]
+        if out["outcome"] != "ok":
+            return out
+        out["memory_after_cold_start"] = in_mb(sampler.sample())
+        if spec.requests:
+            out["latency"] = server.timed("/predict", uploads, spec.requests)
+            out["cpu_ms_per_predict"] = out["latency"]["cpu_ms_per_request"]
+        if spec.requests and spec.paced:
+            out["latency_paced"] = server.timed("/predict", uploads, spec.requests, spec.paced)
+        if spec.throughput:
+            sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
+            clients, each = spec.throughput
+            jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=each) for n in range(clients)]
+            began = time.monotonic()
+            found = [o for runs in background(server.port, jobs, seconds=60.0).values() for o in runs]
+            ok, seconds = [o.ms for o in found if o.status == 200], time.monotonic() - began
+            out["throughput"] = {"clients": clients, "requests_per_s": round(len(ok) / seconds, 2), "seconds": round(
+                seconds, 2), "client_ms": stats(ok), "statuses": statuses(found), "full_core": sandbox.active}
+    return out
+
+
+def summarize(report: dict) -> None:
+    """Fold the cold-start repeats into a median; compare slimserve with the bare app; the variants; the goals."""
+    runs = report["runs"]
+    for label in [k for k in runs if "_cold_" not in k]:
+        repeats = [runs[label], *(runs.pop(k) for k in list(runs) if k.startswith(f"{label}_cold_"))]
+        if len(repeats) > 1:
+            values = [pick(run, "cold_start_s", "first_predict_200") for run in repeats]
+            runs[label]["cold_start_s"].update(repeats=values, first_predict_200_median=None if None in values else
+                                               statistics.median(values))
+    cold = {k: pick(runs.get(f"{k}_envelope"), "cold_start_s", "first_predict_200_median") for k in ("slimserve",
+                                                                                                      "bare")}
+    cpu = {k: pick(runs.get(f"{k}_envelope"), "cpu_ms_per_predict") for k in ("slimserve", "bare")}
+    report["cold_start_median_s"], report["cold_start_ratio"] = cold, ratio(cold["slimserve"], cold["bare"], 3)
+    report["cpu_ms_per_predict"] = {**cpu, "over_bare": difference(cpu["slimserve"], cpu["bare"])}
+    report["variants"] = {label.removeprefix("variant_"): {
+        "env": run["env"], "cold_start_s": pick(run, "cold_start_s", "first_predict_200"),
+        "cpu_ms_per_predict": run.get("cpu_ms_per_predict"),
+        "over_default_ms": difference(run.get("cpu_ms_per_predict"), cpu["slimserve"])}
+        for label, run in runs.items() if label.startswith("variant_")}
+    main = runs.get("slimserve_envelope")
+    values = {"peak_pss_mb": pick(main, "memory", "peak_pss_mb"), "peak_rss_mb": pick(main, "memory", "peak_rss_mb"),
+              "cold_start_s": cold["slimserve"], "p50_ms": pick(main, "latency", "client_ms", "p50"),
+              "cold_start_ratio": report["cold_start_ratio"],
+              "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
+    report["goals"] = judge(values, GOALS, valid=bool(pick(main, "limits", "enforced")))
+
+
+def difference(a: float | None, b: float | None) -> float | None:
+    """a - b in ms, or None when either is missing."""
+    return None if a is None or b is None else round(a - b, 3)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-path", type=Path, default=BUNDLED, help="the .h5 (with manifest and .onnx)")
-    parser.add_argument("--model-repository", default="",
-                        help="MODEL_REPOSITORY for the server (default empty: serve --model-path alone)")
-    parser.add_argument("--samples", type=Path, default=SAMPLES, help="folder of JPEG X-rays")
-    parser.add_argument("--requests", type=int, default=50, help="sequential /predict requests per run")
-    parser.add_argument("--pace", type=float, default=0.3,
-                        help="pause (s) between requests of the second, paced ONNX latency series (0: skip it)")
+    parser.add_argument("--model-path", type=Path, default=srv.BUNDLED, help="the .h5 (manifest and .onnx beside)")
+    parser.add_argument("--model-repository", default="", help="MODEL_REPOSITORY (default: --model-path alone)")
+    parser.add_argument("--samples", type=Path, default=srv.SAMPLES, help="folder of JPEG X-rays")
+    parser.add_argument("--requests", type=int, default=50, help="back-to-back /predict per run")
+    parser.add_argument("--pace", type=float, default=0.3, help="pause (s) of the paced series (0: none)")
     parser.add_argument("--threads", type=int, default=4, help="concurrent clients for throughput")
     parser.add_argument("--per-thread", type=int, default=150, help="requests per client for throughput")
-    parser.add_argument("--cold-repeats", type=int, default=3,
-                        help="ONNX envelope cold starts in all (each a fresh server after a cache drop)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="cold-start limit for ONNX runs (s)")
-    parser.add_argument("--baseline-timeout", type=float, default=240.0, help="cold-start limit for TF runs (s)")
-    parser.add_argument("--skip-baseline", action="store_true", help="only the ONNX runs")
-    parser.add_argument("--port", type=int, default=0, help="server port (default: a free one per run)")
-    parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "envelope.json")
+    parser.add_argument("--cold-repeats", type=int, default=3, choices=range(2, 10), metavar="2-9",
+                        help="cold starts of each of slimserve and the bare app (their median is judged)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="cold-start limit (s)")
+    parser.add_argument("--baseline-timeout", type=float, default=240.0, help="cold-start limit for TF (s)")
+    parser.add_argument("--skip-baseline", action="store_true", help="no TensorFlow runs")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME:ENV=VAL[,ENV=VAL]",
+                        help="an extra slimserve run with env overrides, reported as CPU ms per /predict vs the "
+                             "default (SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)")
+    parser.add_argument("--out", type=Path, default=srv.REPO / "artifacts" / "bench" / "envelope.json")
     return parser
-
-
-def plan(args: argparse.Namespace) -> list[RunSpec]:
-    """The runs: ONNX in the envelope (+ cold-start repeats) and unlimited, the bare reference, TF three ways."""
-    runs = [
-        RunSpec("onnx_envelope", "onnx", TENTH_VCPU, MEMORY_LIMIT, args.timeout, args.requests,
-                throughput=(args.threads, args.per_thread), paced_pause=args.pace),
-    ]
-    # One cold start is a noisy sample: repeat it (cold start only) and judge the goal on the median.
-    runs += [RunSpec(f"{COLD_REPEAT}{n}", "onnx", TENTH_VCPU, MEMORY_LIMIT, args.timeout, 0)
-             for n in range(2, args.cold_repeats + 1)]
-    runs.append(RunSpec("onnx_unlimited", "onnx", None, None, args.timeout, args.requests))
-    # The floor on this machine today: bare Flask + Pillow + numpy under the same gunicorn config and limits.
-    runs.append(RunSpec("reference_bare_flask", "none", TENTH_VCPU, MEMORY_LIMIT, args.timeout, args.requests,
-                        app="scripts.bench.bare_app:app"))
-    if not args.skip_baseline:
-        # Expected to stall or be OOM-killed; stopping at the first OOM kill keeps the run short.
-        runs.append(RunSpec("tf_envelope", "tensorflow", TENTH_VCPU, MEMORY_LIMIT, args.baseline_timeout,
-                            args.requests, stop_on_oom=True))
-        # Separates the two limits: is it the CPU or the memory that TensorFlow cannot live with?
-        runs.append(RunSpec("tf_0.1vcpu_nomemlimit", "tensorflow", TENTH_VCPU, None, args.baseline_timeout,
-                            min(args.requests, 20)))
-        runs.append(RunSpec("tf_unlimited", "tensorflow", None, None, args.baseline_timeout, args.requests))
-    return runs
-
-
-def fold_cold_repeats(report: dict) -> None:
-    """Move the cold-start-only runs into the ONNX envelope run as `cold_start_s.repeats` and a median."""
-    main_run = report["runs"].get("onnx_envelope")
-    extra = [report["runs"].pop(k) for k in list(report["runs"]) if k.startswith(COLD_REPEAT)]
-    if main_run is None:
-        return
-    keys = ("first_health_200", "first_predict_200", "cpu_seconds_at_predict")
-    rows = [{k: pick(run, "cold_start_s", k) for k in keys} | {"outcome": run.get("outcome"),
-            "peak_pss_mb": pick(run, "memory", "peak_pss_mb"), "cgroup_peak_mb": pick(run, "memory", "cgroup_peak_mb")}
-            for run in [main_run, *extra]]
-    cold = main_run["cold_start_s"]
-    cold["repeats"] = rows
-    values = [row["first_predict_200"] for row in rows]
-    cold["first_predict_200_median"] = None if None in values else round(statistics.median(values), 2)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every planned run, then write the JSON and the chart and print a summary."""
     args = build_parser().parse_args(argv)
-    model_path = args.model_path.resolve()
-    if not model_path.is_file() or not model_path.with_suffix(".onnx").is_file():
-        print(f"envelope: need {model_path} and its compiled .onnx (python -m slimserve compile …)", file=sys.stderr)
-        return 2
-    report: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine_facts(REPO),
-                    "model": {"path": str(model_path), "bytes_h5": model_path.stat().st_size,
-                              "bytes_onnx": model_path.with_suffix(".onnx").stat().st_size},
-                    "envelope": {"cpu_quota_us": TENTH_VCPU, "cpu_period_us": 100_000,
-                                 "memory_limit_mb": MEMORY_LIMIT >> 20, "swap": "limited to the same (memsw)"},
-                    "samples": {"folder": str(args.samples.resolve())}, "runs": {}}
-    uploads = load_samples(args.samples)
-    report["samples"]["files"] = [u.name for u in uploads]
-    if os.geteuid() != 0:
-        report["note"] = "not root: cgroups are probably not writable, runs will be unlimited"
-    started = time.monotonic()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the servers, remove the cgroups
+    args.model_path = args.model_path.resolve()
+    if not args.model_path.with_suffix(".onnx").is_file():
+        raise SystemExit(f"envelope: need {args.model_path.with_suffix('.onnx')} (python -m slimserve compile)")
+    report, uploads = start_report(srv.REPO), load_samples(args.samples)
+    report.update(model=str(args.model_path), samples=[u.name for u in uploads], notes=NOTES, runs={})
     with tempfile.TemporaryDirectory(prefix="slimserve-bench-") as workdir:
-        ctx = Context(REPO, model_path, uploads, args.port, Path(workdir), args.model_repository)
         for spec in plan(args):
             print(f"envelope: {spec.label} …", file=sys.stderr, flush=True)
-            report["runs"][spec.label] = run_once(spec, ctx)
-            run = report["runs"][spec.label]
-            print(f"envelope: {spec.label}: {run.get('outcome')}", file=sys.stderr)
-            for note in run["limits"]["notes"]:
-                print(f"envelope: NOTE {spec.label}: {note}", file=sys.stderr)
-    report["seconds"] = round(time.monotonic() - started, 1)
-    report["machine"]["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    report["machine"]["cpu_probe_ms_at_end"] = cpu_probe_ms()
-    fold_cold_repeats(report)
-    report["notes"] = NOTES
-    bare = pick(report["runs"].get("reference_bare_flask"), "cold_start_s", "first_predict_200")
-    onnx_cold = pick(report["runs"].get("onnx_envelope"), "cold_start_s", "first_predict_200_median")
-    report["cold_start_context"] = {"bare_flask_reference_s": bare, "onnx_envelope_median_s": onnx_cold,
-                                    "slimserve_over_bare_s": round(onnx_cold - bare, 2) if bare and onnx_cold
-                                    else None}
-    report["ratios"] = ratios(report["runs"])
-    report["goals"] = goals(report["runs"].get("onnx_envelope"))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    chart(report["runs"], args.out.with_suffix(".png"))
-    print("\n".join(summary_lines(report["runs"], report["ratios"], report["goals"])))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+            report["runs"][spec.label] = run = run_once(spec, args, uploads, Path(workdir))
+            print(f"envelope: {spec.label}: {run['outcome']} {run['limits']['notes']}", file=sys.stderr)
+    summarize(report)
+    write(report, args.out)
+    runs = report["runs"]
+    figures = {"peak PSS MB": ("memory", "peak_pss_mb"), "cold start s (1st)": ("cold_start_s", "first_predict_200"),
+               "p50 ms": ("latency", "client_ms", "p50"), "CPU ms per /predict": ("cpu_ms_per_predict",)}
+    goals = (GOALS["peak_pss_mb"], GOALS["cold_start_s"], GOALS["p50_ms"], None)
+    bar_chart(args.out.with_suffix(".png"), "slimserve envelope: 0.1 vCPU + 256 MB unless named", [
+        (title, {k: pick(r, *keys) for k, r in runs.items()}, goal)
+        for (title, keys), goal in zip(figures.items(), goals, strict=True)])
+    print("\n".join(table(["run", "outcome", *figures], [[k, r["outcome"], *(pick(r, *f) for f in figures.values())]
+                                                         for k, r in runs.items()])))
+    print("\n".join([f"cold start slimserve / bare: {report['cold_start_ratio']}, CPU ms per /predict: "
+                     f"{report['cpu_ms_per_predict']}, variants: {report['variants']}", *goal_lines(report["goals"])]))
     return 0
 
 

@@ -1,115 +1,193 @@
-"""Start and stop the real gunicorn server (scripts/deploy/gunicorn.conf.py) inside a sandbox."""
+"""A server in a sandbox, started cold: the real gunicorn (scripts/deploy/gunicorn.conf.py) or another command."""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shlex
 import signal
 import socket
 import subprocess
 import sys
+import sysconfig
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.bench.cgroups import UNLIMITED, Sandbox
-from scripts.bench.client import HOST
-from scripts.bench.measure import process_tree
+from scripts.bench.client import HOST, Upload, exchange, series, statuses
+from scripts.bench.measure import MemorySampler, cpu_seconds, group_members, in_mb, stats
+from scripts.bench.sandbox import UNLIMITED, Sandbox, parse_flat_keyed
 
-GUNICORN_CONF = Path("scripts") / "deploy" / "gunicorn.conf.py"
-STOP_WAIT = 30.0
+REPO = Path(__file__).resolve().parents[2]
+MODELS = REPO / "artifacts" / "models"
+BUNDLED = MODELS / "pneumonia" / "1.0.0" / "model.h5"
+SHARED_DATA = REPO.parent / "shared" / "data"
+SAMPLES = SHARED_DATA / "pneumonia" / "samples"
 # Rate limiting stays on, so its cost is part of every measurement, with budgets no benchmark reaches.
-UNREACHED_RATE_LIMITS = {f"SLIMSERVE_RATE_LIMIT_{group}": "1000000/minute"
-                         for group in ("PREDICT", "INVOCATIONS", "DEFAULT")}
-
-
-@dataclass
-class Server:
-    """A running gunicorn master (its own session, so its whole process group can be ended by id)."""
-
-    proc: subprocess.Popen
-    port: int
-    started: float
-    log_path: Path
-    command: str
+UNREACHED_RATE_LIMITS = {f"SLIMSERVE_RATE_LIMIT_{g}": "1000000/minute" for g in ("PREDICT", "INVOCATIONS", "DEFAULT")}
+# The deploy config's access log with %(D)s (µs) for %(M)s: gunicorn's own time per request, from the parsed
+# headers to the last byte written (body read, Flask, validation, ONNX Runtime, serialization).
+ACCESS_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s'
+_ACCESS = re.compile(r'"[A-Z]+ (?P<path>\S+)[^"]*" (?P<status>\d{3}) \S+ (?:(?P<us>\d+)us)?')
+NOTABLE = ("ERROR", "WARNING", "CRITICAL", "Traceback", "Killed", "signal", "Booting worker", "TIMEOUT", "memory")
 
 
 def free_port() -> int:
-    """A TCP port on the loopback interface that is free right now."""
+    """A loopback TCP port that is free right now."""
     with socket.socket() as sock:
         sock.bind((HOST, 0))
         return sock.getsockname()[1]
 
 
-def server_env(runtime: str, model_path: Path, port: int, repository: str = "") -> dict[str, str]:
-    """The variables the benchmark sets on top of the inherited environment."""
-    # No compiling inside the envelope: a missing .onnx must fail fast, not import TensorFlow.
-    # MODEL_REPOSITORY "" serves MODEL_PATH alone, so every run measures exactly one model.
-    return {"PORT": str(port), "MODEL_PATH": str(model_path), "MODEL_REPOSITORY": repository,
+def drop_cache(*extra: Path) -> int:
+    """posix_fadvise(DONTNEED) what a cold start reads (venv, stdlib, source, models, `extra`): files advised."""
+    count, roots = 0, [Path(sys.prefix) / "lib", Path(sysconfig.get_paths()["stdlib"]), REPO / "src", REPO / "scripts",
+                       MODELS, *extra]
+    for folder, _, names in (walk for root in dict.fromkeys(roots) for walk in os.walk(root)):
+        for name in names:  # pages that other processes map stay cached: they are charged to those
+            with contextlib.suppress(OSError):
+                fd = os.open(Path(folder, name), os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+                os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+                os.close(fd)
+                count += 1
+    return count
+
+
+@dataclass
+class Server:
+    """A server process group (a session of its own) in a sandbox: how to (re)start it, and what it uses."""
+
+    argv: list[str]
+    env: dict[str, str]  # on top of the inherited environment
+    port: int
+    sandbox: Sandbox
+    log: Path
+    proc: subprocess.Popen | None = None
+    started: float = 0.0
+
+    def start(self) -> None:
+        """Spawn the server; the child joins the sandbox before exec, so every import is charged and throttled."""
+        with self.log.open("ab") as log:
+            self.started = time.monotonic()
+            self.proc = subprocess.Popen(self.argv, cwd=REPO, env={**os.environ, **self.env}, stdout=log, stderr=log,
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         preexec_fn=self.sandbox.join if self.sandbox.active else None)
+
+    def pids(self) -> list[int]:
+        """The server's processes: its memory cgroup's, or without cgroups its process group."""
+        return self.sandbox.pids() if self.sandbox.active else group_members(self.proc.pid)
+
+    def cpu(self) -> float:
+        """CPU seconds used so far (with cgroups: since the sandbox was made, exited processes included)."""
+        charged = self.sandbox.cpu_seconds()
+        return charged if charged is not None else cpu_seconds(self.pids())
+
+    def wait_200(self, method: str, path: str, upload: Upload | None, deadline: float) -> tuple[float | None, str]:
+        """Retry until a 200, the deadline or the server's exit: (when, or None, and what was seen last)."""
+        seen = "no answer"
+        while (remaining := deadline - time.monotonic()) > 0 and self.proc.poll() is None:
+            reply = exchange(self.port, method, path, upload, timeout=min(remaining, 60.0))
+            if reply.status == 200:
+                return time.monotonic(), "ok"
+            seen = reply.status if isinstance(reply.status, str) else f"HTTP {reply.status} {reply.body[:120]!r}"
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            return None, f"timeout ({seen})"
+        oom = self.sandbox.oom_kills()  # the OOM killer may take the master too
+        return None, f"exited with {self.proc.returncode}" + (f" after {oom} OOM kill(s)" if oom else "")
+
+    def stop(self) -> int | None:
+        """SIGTERM its process group (quota lifted: a throttled shutdown only slows us), SIGKILL what lingers."""
+        self.sandbox.write("cpu", "cpu.cfs_quota_us", UNLIMITED)
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.proc.pid, sig)  # the group this server's leader made: only processes it started
+            deadline = time.monotonic() + 30.0
+            while (self.proc.poll() is None or group_members(self.proc.pid)) and time.monotonic() < deadline:
+                time.sleep(0.05)
+        for _ in range(100):  # a killed process leaves the cgroup a moment later
+            if not self.sandbox.pids():
+                break
+            time.sleep(0.05)
+        return self.proc.returncode
+
+    def timed(self, path: str, uploads: list[Upload], count: int, pause: float = 0.0, access_log: bool = True) -> dict:
+        """Sequential POSTs: client ms, the answers' inference_ms, gunicorn's own ms, server CPU ms per request."""
+        offset, cpu = self.log.stat().st_size, self.cpu()
+        found = series(self.port, path, uploads, count, pause)
+        ok = [o for o in found if o.status == 200]
+        out = {"client_ms": stats([o.ms for o in ok], 2), "statuses": statuses(found),
+               "inference_ms": stats([o.inference_ms for o in ok if o.inference_ms is not None], 2),
+               "cpu_ms_per_request": round((self.cpu() - cpu) * 1000 / len(found), 3) if found else None}
+        settle = time.monotonic() + 2.0  # gunicorn writes the access line just after the answer
+        while access_log and time.monotonic() < settle:
+            server_ms = [ms for p, s, ms in access_log_lines(log_lines(self.log, offset)) if p == path and s == 200]
+            out["gunicorn_ms"] = stats([ms for ms in server_ms if ms is not None], 2)
+            if len(server_ms) >= len(ok):
+                break
+            time.sleep(0.05)
+        return out
+
+
+def slimserve(port: int, sandbox: Sandbox, log: Path, model_path: Path = BUNDLED, repository: str = "",
+              env: dict[str, str] | None = None, app: str | None = None, runtime: str = "onnx") -> Server:
+    """The deploy gunicorn on loopback (µs access log); `app` replaces its WSGI app (the bare reference)."""
+    argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "scripts/deploy/gunicorn.conf.py", "--bind",
+            f"{HOST}:{port}", "--access-logformat", ACCESS_FORMAT, *([app] if app else [])]
+    # No compiling in the envelope (a missing .onnx fails fast); MODEL_REPOSITORY "" serves MODEL_PATH alone.
+    base = {"PORT": str(port), "MODEL_PATH": str(model_path), "MODEL_REPOSITORY": repository,
             "SLIMSERVE_RUNTIME": runtime, "SLIMSERVE_AUTO_COMPILE": "0", **UNREACHED_RATE_LIMITS}
+    return Server(argv, {**base, **(env or {})}, port, sandbox, log)
 
 
-def server_argv(port: int, app: str | None = None) -> list[str]:
-    """The gunicorn command line: the deploy config, bound to loopback only; `app` replaces its wsgi_app."""
-    gunicorn = Path(sys.executable).parent / "gunicorn"
-    return [str(gunicorn), "-c", str(GUNICORN_CONF), "--bind", f"{HOST}:{port}", *([app] if app else [])]
-
-
-def start(repo: Path, runtime: str, model_path: Path, port: int, sandbox: Sandbox, log_path: Path,
-          repository: str = "", app: str | None = None, extra_env: dict[str, str] | None = None) -> Server:
-    """Spawn gunicorn; the child joins the sandbox before exec, so every import is charged and throttled."""
-    extra = {**server_env(runtime, model_path, port, repository), **(extra_env or {})}
-    argv = server_argv(port, app)
-    command = " ".join([*(f"{k}={shlex.quote(v)}" for k, v in extra.items()), *map(shlex.quote, argv)])
-    log = log_path.open("wb")
-    started = time.monotonic()
-    proc = subprocess.Popen(argv, cwd=repo, env={**os.environ, **extra}, stdout=log, stderr=subprocess.STDOUT,
-                            stdin=subprocess.DEVNULL, start_new_session=True,
-                            preexec_fn=sandbox.join if sandbox.active else None)
-    log.close()
-    return Server(proc, port, started, log_path, command)
-
-
-def stop(server: Server, sandbox: Sandbox) -> int | None:
-    """End the server: lift the CPU quota, SIGTERM the master, then SIGKILL whatever of its group lingers."""
-    sandbox.set_cpu_quota(UNLIMITED)  # a throttled shutdown would only slow the benchmark down
-    group = server.proc.pid  # start_new_session: the master leads its own process group
-    members = set(process_tree(group)) | set(sandbox.pids())
-    if server.proc.poll() is None:
-        server.proc.send_signal(signal.SIGTERM)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            server.proc.wait(timeout=STOP_WAIT)
-    for pid in members - {group}:  # only our own processes: in our group, started by this run
-        with contextlib.suppress(OSError):
-            if os.getpgid(pid) == group:
-                os.kill(pid, signal.SIGKILL)
-    if server.proc.poll() is None:
-        server.proc.kill()
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        server.proc.wait(timeout=STOP_WAIT)
-    for _ in range(100):  # a killed worker leaves the cgroup a moment later
-        if not sandbox.pids():
+def cold_starts(server: Server, steps: list[tuple[str, str, str, Upload | None]], timeout: float) -> dict:
+    """Seconds from spawn to the first 200 of each (label, method, path, body) in turn, and CPU seconds by then."""
+    out: dict = {"limit": timeout}
+    for label, method, path, upload in steps:
+        at, out["observed"] = server.wait_200(method, path, upload, server.started + timeout)
+        out[label] = None if at is None else round(at - server.started, 3)
+        out[f"cpu_seconds_at_{label}"] = None if at is None else round(server.cpu(), 3)
+        if at is None:
             break
-        time.sleep(0.05)
-    return server.proc.returncode
+    out["outcome"] = out["observed"].split(" ")[0]  # ok, timeout or exited
+    return out
 
 
-def log_lines(path: Path) -> list[str]:
-    """The server's combined stdout/stderr."""
+@contextlib.contextmanager
+def serving(server: Server, facts: dict, cache_extra: tuple[Path, ...] = ()) -> Iterator[MemorySampler]:
+    """Sandbox, cold page cache, start, memory sampling; afterwards stop, the log's news, the sandbox removed."""
+    box = server.sandbox
+    box.create()
+    facts.update(command=shlex.join([*(f"{k}={v}" for k, v in server.env.items()), *server.argv]),
+                 files_uncached=drop_cache(*cache_extra), limits={"cpu_quota_us": box.cpu_quota_us, "memory_mb":
+                 box.memory_limit and box.memory_limit >> 20, "enforced": box.active, "notes": box.notes})
+    server.start()
     try:
-        return path.read_text(errors="replace").splitlines()
-    except OSError:
-        return []
+        with MemorySampler(server.pids) as sampler:
+            yield sampler
+            counters = box.memory_stats()  # the cgroup's peak also holds reclaimable page cache
+            facts["memory"] = {**{f"peak_{k}_mb": v for k, v in in_mb(sampler.peak).items()},
+                               "cgroup_peak_mb": round(counters.get("max_usage_in_bytes", 0) / 2**20, 1) or None,
+                               **{k: counters.get(k) for k in ("failcnt", "oom_control.oom_kill", "stat.pgmajfault")}}
+        facts["cpu_stat"] = parse_flat_keyed(box.read("cpu", "cpu.stat"))  # throttled periods and time
+    finally:
+        facts["exit_code"] = server.stop()
+        lines = log_lines(server.log)
+        facts["worker_boots"] = sum("Booting worker with pid" in line for line in lines)  # > 1: a worker died
+        facts["log_notable"] = [line[:300] for line in lines if any(key in line for key in NOTABLE)][-12:]
+        box.remove()
 
 
-def worker_boots(lines: list[str]) -> int:
-    """How many times gunicorn booted a worker (more than one means a worker died: OOM, timeout)."""
-    return sum("Booting worker with pid" in line for line in lines)
+def log_lines(path: Path, offset: int = 0) -> list[str]:
+    """The server's combined stdout/stderr from byte `offset` on."""
+    with path.open("rb") as handle:
+        handle.seek(offset)
+        return handle.read().decode(errors="replace").splitlines()
 
 
-def notable(lines: list[str], limit: int = 12) -> list[str]:
-    """Warnings, errors and worker deaths from the log, without the access-log lines."""
-    keys = ("ERROR", "WARNING", "CRITICAL", "Traceback", "Killed", "signal", "Booting worker", "TIMEOUT", "memory")
-    picked = [line[:300] for line in lines if any(key in line for key in keys)]
-    return picked[-limit:]
+def access_log_lines(lines: list[str]) -> list[tuple[str, int, float | None]]:
+    """(path, status, gunicorn ms or None) of each access-log line."""
+    found = [_ACCESS.search(line) for line in lines]
+    return [(m["path"], int(m["status"]), int(m["us"]) / 1000 if m["us"] else None) for m in found if m]

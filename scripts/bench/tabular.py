@@ -1,263 +1,244 @@
-"""Benchmark the server with every bundled model (X-ray + tabular) in 0.1 vCPU / 256 MB, and against MLflow.
-
-Writes artifacts/bench/tabular.json and tabular.png. Usage: `python scripts/bench/tabular.py --with-mlflow`
-(root and a writable cgroup v1 hierarchy are needed for the limits). Only 127.0.0.1 is ever contacted.
-"""
+"""Every bundled model in 0.1 vCPU / 256 MB: memory, cold start, per-model latency and CPU; optionally vs MLflow."""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import csv
 import json
 import os
-import shlex
+import re
+import signal
 import subprocess
 import sys
 import tempfile
-import time
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
+from typing import Any
 
-REPO = Path(__file__).resolve().parents[2]
+from scripts.bench import server as srv
+from scripts.bench.client import HOST, Upload, load_samples
+from scripts.bench.report import bar_chart, goal_lines, judge, pick, ratio, start_report, write
+from scripts.bench.sandbox import CFS_PERIOD_US, TENTH_VCPU, Sandbox
+from slimserve.errors import UnprocessableEntity
+from slimserve.manifest import Feature, load_manifest
+from slimserve.tabular import build_table_schema
 
-from scripts.bench import mlflow_baseline as mlf  # noqa: E402
-from scripts.bench import server as srv  # noqa: E402
-from scripts.bench.cgroups import CFS_PERIOD_US, Sandbox  # noqa: E402
-from scripts.bench.client import Upload, first_200, load_samples  # noqa: E402
-from scripts.bench.measure import MB, MemorySampler, tree_cpu_seconds  # noqa: E402
-from scripts.bench.report import cpu_probe_ms, machine_facts  # noqa: E402
-from scripts.bench.tabular_data import SHARED_DATA, ModelPayloads, build_payloads, tabular_manifests  # noqa: E402
-from scripts.bench.tabular_http import series, start_slimserve  # noqa: E402
-from scripts.bench.tabular_memory import cache_roots, drop_cache, memory_mb, sandbox_memory  # noqa: E402
-from scripts.bench.tabular_report import chart, goals, ratios, summary_lines  # noqa: E402
-
-MODELS = REPO / "artifacts" / "models"
-BUNDLED = MODELS / "pneumonia" / "1.0.0" / "model.h5"
-HEART_ONLY = MODELS / "heart_failure" / "1.0.0"
-SAMPLES = SHARED_DATA / "pneumonia" / "samples"
-MEMORY_LIMIT = 256 * MB
-TENTH_VCPU = 10_000  # µs of CPU per 100 ms period
-COLD_TIMEOUT = 120.0
-SERIES_BUDGET = 120.0  # seconds for any one series of requests
-PACKAGES = ("mlflow", "scikit-learn", "skl2onnx", "pandas", "uvicorn", "marshmallow", "onnxruntime", "flask")
-DEFINITIONS = {
-    "model_inference_ms": "`inference_ms` in the answer of POST /models/<name>/predict: perf_counter around the "
-                          "ONNX Runtime session.run only (no parsing, validation or serialization)",
-    "gunicorn_request_ms": "the server-side figure the latency goals are judged on: gunicorn's own request time "
-                           "(access log %(D)s, µs) in the gthread worker, from the parsed request headers to the "
-                           "last response byte written - reading the body, Flask, JSON parsing, validation, ONNX "
-                           "Runtime and serialization; not TCP accept or header parsing",
-    "client_round_trip_ms": "http.client in the benchmark process, a new TCP connection to 127.0.0.1 per request, "
-                            "from connect to the last body byte read",
-    "in_process_ms": "Flask test_client in a separate process on the same models: the WSGI app alone, no socket, "
-                     "no gunicorn (in_process.routes); in_process.stages_* times slimserve's own functions step by "
-                     "step (p50)",
-}
-NOTES = [
-    "The page cache of the venv, the stdlib, src, the models (and the MLflow model) is dropped before every server "
-    "start, so cold starts read from disk; pages mapped by other processes stay cached.",
-    "Servers run one at a time, so PSS is not shared between slimserve and mlflow processes.",
-    "slimserve_all_models serves all 8 models and is compared with mlflow serving only heart_failure; "
-    "slimserve_heart_only serves heart_failure alone (like for like).",
-    "The mlflow server runs without limits: it needs ~565 MB and cannot fit 256 MB (FACTS.md).",
-    "slimserve runs the deploy gunicorn config plus one flag, --access-logformat with %(D)s (µs), to read the "
-    "server-side time; 'full core' is a CFS quota of 100000/100000 µs with the memory limit still on.",
-    "Absolute times drift on this shared VM (the same in-process request took 3.5-6.8 ms across minutes; see "
-    "cpu_probe_ms at start/end): compare figures within one run, and ratios across runs.",
-]
+# Which data file feeds which model; the four antibiotic models share one file, filtered by WHONET code.
+SOURCES = {"heart_failure": "heart_failure/heart.csv", "diabetes": "diabetes/diabetes_prediction_dataset.csv",
+           "aids": "aids/AIDS_Classification.csv", "antibiotic": "antibiotic/camda2025_training_mic_sir.csv"}
+ROUTES, SIZES = ("invocations", "predict"), ("1_row", "1000_rows")
+HEART = "/models/heart_failure/invocations"
+MLFLOW_OFFLINE = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}  # mlflow 3 phones home otherwise
+GOALS = {"memory_mb": 128.0, "1_row": 2.0, "1000_rows": 5.0, "faster_x": 3.0, "smaller_x": 4.0}
+# mlflow / slimserve of the same figure, measured the same way in the same run.
+VERSUS = {"peak_pss_mb": ("memory", "peak_pss_mb"), "peak_rss_mb": ("memory", "peak_rss_mb"),
+          "cold_start_s": ("cold_start_s", "first_invocation_200"),
+          **{f"p50_{size}_ms": ("latency", size, "client_ms", "p50") for size in SIZES}}
+NOTES = ["gunicorn_ms: gunicorn's own request time (access log %(D)s), parsed headers to last byte written: body "
+         "read, Flask, parsing, validation, ONNX Runtime, serialization. client_ms: a new loopback connection per "
+         "request. inference_ms: session.run only. cpu_ms_per_request: the server cgroup's CPU over the series.",
+         "The MLflow comparison runs without limits, one server at a time, page cache dropped before each: "
+         "slimserve with every bundled model against mlflow serving heart_failure alone."]
 
 
 @dataclass(frozen=True)
-class Bench:
-    """What every phase shares."""
+class ModelPayloads:
+    """One model's bodies per route: 1-row bodies to cycle through and one 1,000-row body."""
 
-    payloads: dict[str, ModelPayloads]
-    xray: list[Upload]
-    repeats: int
-    workdir: Path
-
-
-def stop_reason(server: srv.Server, sandbox: Sandbox) -> str | None:
-    """Why waiting for the server is pointless (it exited), else None."""
-    if server.proc.poll() is None:
-        return None
-    oom = sandbox.memory_stats().get("oom_control.oom_kill", 0)
-    return f"exited with code {server.proc.returncode}" + (f" after {oom} OOM kill(s)" if oom else "")
+    singles: dict[str, list[Upload]]
+    bulk: dict[str, Upload]
+    rows_available: int
+    rows_skipped: int
 
 
-def cold_starts(server: srv.Server, sandbox: Sandbox, steps: list[tuple[str, str, str, Upload | None]]) -> dict:
-    """Seconds from spawn to the first 200 of each step in turn, with the tree's CPU seconds at that moment."""
-    deadline = server.started + COLD_TIMEOUT
-    out: dict = {"limit": COLD_TIMEOUT}
-    for label, method, path, upload in steps:
-        at, seen = first_200(server.port, method, path, upload, deadline, lambda: stop_reason(server, sandbox))
-        out[label] = None if at is None else round(at - server.started, 3)
-        out[f"cpu_seconds_at_{label}"] = tree_cpu_seconds(server.proc.pid) if at else None
-        if at is None:
-            out["failed"] = f"{label}: {seen}"
-            break
+def source_for(model: str, data: Path = srv.SHARED_DATA) -> tuple[Path, str | None]:
+    """The CSV with real rows for `model`, and the WHONET code to filter it by (None: every row)."""
+    if antibiotic := re.fullmatch(r"modelo_([A-Z]{3})_NM", model):
+        return data / SOURCES["antibiotic"], antibiotic.group(1)
+    return data / SOURCES[model], None
+
+
+def tabular_manifests(models_dir: Path) -> dict[str, list[Feature]]:
+    """Name -> features of every tabular model under `models_dir`, read as the server reads manifests."""
+    manifests = (load_manifest(path.parent) for path in sorted(models_dir.glob("*/*/manifest.json")))
+    return {manifest.name: manifest.features for manifest in manifests if manifest.features}
+
+
+def json_value(feature: Feature, raw: str) -> int | float | str:
+    """A CSV cell as the JSON value the feature asks for: category -> str, integer/boolean -> int, number."""
+    if feature.type == "category":
+        return raw
+    number = float(raw)
+    if feature.type in ("integer", "boolean") and not number.is_integer():
+        raise ValueError(f"{feature.name}: {raw!r} is not an integer")
+    return int(number) if number.is_integer() else number  # integral numbers stay integers, as in the data
+
+
+def accepted(features: list[Feature], rows: list[list[Any]]) -> list[int]:
+    """Indexes of the rows the server's own schema accepts (all columns checked at once, refused rows dropped)."""
+    schema, keep = build_table_schema("bench", features), list(range(len(rows)))
+    while keep:
+        try:
+            schema.load({f.name: [rows[i][j] for i in keep] for j, f in enumerate(features)})
+            return keep
+        except UnprocessableEntity as exc:  # names the first refused row of each column
+            refused = {detail["row"] for detail in exc.extra["details"]}
+            if None in refused:
+                raise  # a whole column is wrong, not a row: nothing to drop
+            keep = [i for at, i in enumerate(keep) if at not in refused]
+    return keep
+
+
+def body(route: str, columns: list[str], rows: list[list[Any]]) -> Upload:
+    """MLflow's dataframe_split JSON for /invocations, slimserve's {"records": [...]} for /predict."""
+    data = {"dataframe_split": {"columns": columns, "data": rows}} if route == "invocations" else {
+        "records": [dict(zip(columns, row, strict=True)) for row in rows]}
+    return Upload(json.dumps(data).encode(), "application/json", f"{len(rows)} row(s)")
+
+
+def build_payloads(name: str, features: list[Feature], bulk: int = 1000, singles: int = 20,
+                   data: Path = srv.SHARED_DATA) -> ModelPayloads:
+    """Bodies from the model's real data: up to `singles` different 1-row bodies and one `bulk`-row body."""
+    path, code = source_for(name, data)
+    with path.open(newline="", encoding="utf-8") as handle:
+        records = [r for r in csv.DictReader(handle) if code is None or r.get("whonet_code") == code]
+    parsed = []
+    for record in records:
+        with contextlib.suppress(KeyError, ValueError):  # a cell the manifest's type cannot hold: skipped
+            parsed.append([json_value(f, record[f.name]) for f in features])
+    if not (rows := [parsed[i] for i in accepted(features, parsed)]):
+        raise ValueError(f"{name}: no usable rows in {path}")
+    columns = [f.name for f in features]
+    return ModelPayloads({r: [body(r, columns, [row]) for row in rows[:singles]] for r in ROUTES},
+                         {r: body(r, columns, [rows[i % len(rows)] for i in range(bulk)]) for r in ROUTES},
+                         len(rows), len(records) - len(rows))
+
+
+def sizes(server: srv.Server, path: str, singles: list[Upload], bulk: Upload, repeats: int, log: bool = True) -> dict:
+    """A 1-row series (`repeats`, cycling `singles`) and a 1,000-row one (`repeats // 4`) on one route."""
+    return {"1_row": server.timed(path, singles, repeats, access_log=log),
+            "1000_rows": server.timed(path, [bulk], max(1, repeats // 4), access_log=log)}
+
+
+def all_models(args: argparse.Namespace, payloads: dict[str, ModelPayloads], xray: Upload, workdir: Path) -> dict:
+    """Every model in 0.1 vCPU + the memory limit: cold start and memory; then each model's series on a full core."""
+    sandbox = Sandbox(f"slimserve-tabular-{os.getpid()}", TENTH_VCPU, args.memory_limit_mb << 20)
+    server = srv.slimserve(srv.free_port(), sandbox, workdir / "all.log", srv.BUNDLED, str(srv.MODELS))
+    out: dict = {}
+    with srv.serving(server, out):
+        out["cold_start_s"] = srv.cold_starts(server, [
+            ("first_ready_200", "GET", "/ready", None), ("first_xray_200", "POST", "/predict", xray),
+            ("first_tabular_200", "POST", HEART, payloads["heart_failure"].singles["invocations"][0])], 120.0)
+        if out["cold_start_s"]["outcome"] == "ok":
+            sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
+            out["full_core"] = {name: {route: sizes(server, f"/models/{name}/{route}", p.singles[route], p.bulk[route],
+                                                    args.repeats) for route in ROUTES} for name, p in payloads.items()}
     return out
 
 
-def model_series(port: int, name: str, p: ModelPayloads, repeats: int, log: Path | None) -> dict:
-    """1-row (`repeats` times) and 1,000-row (`repeats // 4` times) series on each route of one model."""
-    out = {}
-    for route in ("invocations", "predict"):
-        singles, bulk = (p.single_split, p.bulk_split) if route == "invocations" else (p.single_records,
-                                                                                        p.bulk_records)
-        path = f"/models/{name}/{route}"
-        out[f"{route}_1_row"] = series(port, path, singles, repeats, time.monotonic() + SERIES_BUDGET, log=log)
-        out[f"{route}_1000_rows"] = series(port, path, [bulk], max(1, repeats // 4),
-                                           time.monotonic() + SERIES_BUDGET, log=log)
+def save_mlflow_model(folder: Path) -> dict:
+    """The MLflow reference: one-hot + scaler + logistic regression on heart.csv, saved by mlflow.sklearn."""
+    os.environ.update(MLFLOW_OFFLINE)
+    import mlflow.sklearn
+    import pandas as pd
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    numeric = ["Age", "RestingBP", "Cholesterol", "FastingBS", "MaxHR", "Oldpeak"]
+    categorical = ["Sex", "ChestPainType", "RestingECG", "ExerciseAngina", "ST_Slope"]
+    # object columns: mlflow 3.17's infer_signature does not understand pandas 3's string dtype.
+    frame = pd.read_csv(srv.SHARED_DATA / SOURCES["heart_failure"]).astype(dict.fromkeys(categorical, object))
+    x_train, x_test, y_train, y_test = train_test_split(frame[numeric + categorical], frame["HeartDisease"],
+                                                        test_size=0.2, stratify=frame["HeartDisease"], random_state=42)
+    prep = ColumnTransformer([("num", StandardScaler(), numeric), ("cat", OneHotEncoder(handle_unknown="ignore"),
+                                                                   categorical)])
+    pipeline = Pipeline([("prep", prep), ("clf", LogisticRegression(max_iter=1000))]).fit(x_train, y_train)
+    mlflow.sklearn.save_model(pipeline, str(folder), signature=infer_signature(x_train, pipeline.predict(x_train)))
+    return {"mlflow": mlflow.__version__, "test_accuracy": round(float(pipeline.score(x_test, y_test)), 4)}
+
+
+def contender(label: str, args: argparse.Namespace, heart: ModelPayloads, workdir: Path, model_dir: Path) -> dict:
+    """One server without limits (cgroups for accounting only) answering heart_failure, measured alone."""
+    sandbox, port, log = Sandbox(f"slimserve-mlflow-{os.getpid()}-{label}", None, None), srv.free_port(), \
+        workdir / f"{label}.log"
+    server, path, out = srv.slimserve(port, sandbox, log, srv.BUNDLED, str(srv.MODELS)), HEART, {}
+    if label == "mlflow":  # `mlflow models serve` execs `uvicorn` by name: the venv goes first on PATH
+        venv = Path(sys.executable).parent
+        argv = [str(venv / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local", "--host",
+                HOST, "--port", str(port), "--workers", "1"]
+        server = srv.Server(argv, {**MLFLOW_OFFLINE, "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}"}, port, sandbox,
+                            log)
+        path = "/invocations"
+    with srv.serving(server, out, (model_dir,)):
+        out["cold_start_s"] = srv.cold_starts(server, [("first_invocation_200", "POST", path,
+                                                        heart.singles["invocations"][0])], 120.0)
+        if out["cold_start_s"]["outcome"] == "ok":  # uvicorn's access log has no request time
+            out["latency"] = sizes(server, path, heart.singles["invocations"], heart.bulk["invocations"], args.repeats,
+                                   log=label != "mlflow")
     return out
 
 
-def exercise(port: int, bench: Bench) -> dict:
-    """One 1-row and one 1,000-row request per route and tabular model, and one X-ray: every model has worked."""
-    errors = {}
-    for name, p in bench.payloads.items():
-        result = model_series(port, name, p, 1, None)
-        errors.update({f"{name}.{k}": v["errors"] for k, v in result.items() if v["errors"]})
-    xray = series(port, "/predict", bench.xray[:1], 1, time.monotonic() + SERIES_BUDGET)
-    if xray["errors"]:
-        errors["pneumonia./predict"] = xray["errors"]
-    return errors
-
-
-def envelope(bench: Bench, skip_quota: bool, memory_limit: int = MEMORY_LIMIT) -> dict:
-    """All models in the memory limit (+ 0.1 vCPU unless skipped): cold start, memory, 0.1 vCPU p50, full core."""
-    sandbox = Sandbox(f"slimserve-tabular-{os.getpid()}-envelope", None if skip_quota else TENTH_VCPU, memory_limit)
-    sandbox.create()
-    cache = drop_cache(cache_roots())
-    log = bench.workdir / "envelope.log"
-    server = start_slimserve(REPO, BUNDLED, str(MODELS), srv.free_port(), sandbox, log)
-    heart = bench.payloads["heart_failure"]
-    out: dict = {"command": server.command, "page_cache": cache,
-                 "limits": {"cpu_quota_us": sandbox.cpu_quota_us, "cpu_period_us": CFS_PERIOD_US,
-                            "memory_mb": memory_limit // MB, "enforced": sandbox.active, "notes": sandbox.notes}}
-    after: dict = {}
-    try:
-        with MemorySampler(server.proc.pid) as sampler:
-            out["cold_start_s"] = cold_starts(server, sandbox, [
-                ("first_ready_200", "GET", "/ready", None),
-                ("first_tabular_200", "POST", "/models/heart_failure/invocations", heart.single_split[0]),
-                ("first_xray_200", "POST", "/predict", bench.xray[0])])
-            if "failed" not in out["cold_start_s"]:
-                out["exercise_errors"] = exercise(server.port, bench)
-                after = memory_mb(sampler.sample())
-                out["cgroup_peak_mb_after_exercise"] = round(sandbox.memory_stats()["max_usage_bytes"] / MB, 1)
-                if not skip_quota:
-                    out["tenth_vcpu"] = tenth_vcpu(server, heart, bench.repeats, log)
-                sandbox.set_cpu_quota(CFS_PERIOD_US)  # exactly one full core; the memory limit stays
-                out["full_core"] = {name: model_series(server.port, name, p, bench.repeats, log)
-                                    for name, p in bench.payloads.items()}
-            out["memory"] = sandbox_memory(sandbox, sampler, after)
-    finally:
-        out["exit_code"] = srv.stop(server, sandbox)
-        lines = srv.log_lines(log)
-        out["worker_boots"], out["log_notable"] = srv.worker_boots(lines), srv.notable(lines)
-        sandbox.remove()
-    return out
-
-
-def tenth_vcpu(server: srv.Server, heart: ModelPayloads, repeats: int, log: Path) -> dict:
-    """1-row heart_failure invocations at 0.1 vCPU: back to back, then 0.3 s apart (quota refilled)."""
-    path = "/models/heart_failure/invocations"
-    cpu_before = tree_cpu_seconds(server.proc.pid)
-    count = min(50, repeats)
-    out = {"back_to_back": series(server.port, path, heart.single_split, count, time.monotonic() + SERIES_BUDGET,
-                                  log=log)}
-    done = out["back_to_back"]["client_round_trip_ms"]["n"]
-    out["server_cpu_ms_per_request"] = round((tree_cpu_seconds(server.proc.pid) - cpu_before) * 1000 / done, 2) \
-        if done else None
-    out["paced_0.3s"] = series(server.port, path, heart.single_split, min(30, repeats),
-                               time.monotonic() + SERIES_BUDGET, pause=0.3, log=log)
-    return out
-
-
-def contender(label: str, bench: Bench, model_dir: Path | None) -> dict:
-    """One server without limits (memory cgroup for accounting only) answering heart_failure, measured alone."""
-    sandbox = Sandbox(f"slimserve-tabular-{os.getpid()}-{label}", None, None)
-    sandbox.create()
-    cache = drop_cache(cache_roots(*([model_dir] if model_dir else [])))
-    log, port = bench.workdir / f"{label}.log", srv.free_port()
-    if label == "mlflow":
-        server, path = mlf.start(model_dir, port, sandbox, log), "/invocations"
-    else:
-        model_path, repository = (BUNDLED, str(MODELS)) if label == "slimserve_all_models" else (HEART_ONLY, "")
-        server = start_slimserve(REPO, model_path, repository, port, sandbox, log)
-        path = "/models/heart_failure/invocations"
-    heart = bench.payloads["heart_failure"]
-    out: dict = {"command": server.command, "path": path, "page_cache": cache}
-    try:
-        with MemorySampler(server.proc.pid) as sampler:
-            out["cold_start_s"] = cold_starts(server, sandbox, [("first_invocation_200", "POST", path,
-                                                                  heart.single_split[0])])
-            if "failed" not in out["cold_start_s"]:
-                timing_log = None if label == "mlflow" else log  # uvicorn's access log has no request time
-                out["latency"] = {
-                    "1_row": series(port, path, heart.single_split, bench.repeats, time.monotonic() + SERIES_BUDGET,
-                                    log=timing_log),
-                    "1000_rows": series(port, path, [heart.bulk_split], max(1, bench.repeats // 4),
-                                        time.monotonic() + SERIES_BUDGET, log=timing_log)}
-            out["memory"] = sandbox_memory(sandbox, sampler, memory_mb(sampler.sample()))
-    finally:
-        out["stop"] = mlf.stop(server, sandbox) if label == "mlflow" else {"exit_code": srv.stop(server, sandbox)}
-        sandbox.remove()
-    return out
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--with-mlflow", action="store_true", help="also run `mlflow models serve` side by side")
-    parser.add_argument("--repeats", type=int, default=200, help="1-row requests per series (1,000 rows: a quarter)")
-    parser.add_argument("--skip-envelope", action="store_true",
-                        help="no 0.1 vCPU phase: the all-models server starts on a full core (memory limit still on)")
-    parser.add_argument("--memory-limit-mb", type=int, default=MEMORY_LIMIT // MB,
-                        help="memory limit of the all-models run (256; 128 tests the memory goal directly)")
-    parser.add_argument("--out", type=Path, default=REPO / "artifacts" / "bench" / "tabular.json")
-    return parser
+def goals(report: dict) -> dict[str, Any]:
+    """Every goal of the issue with its value and pass/fail."""
+    env, versus = report["all_models"], pick(report, "mlflow", "ratios") or {}
+    memory = {f"whole_server_{k}": pick(env, "memory", k) for k in ("peak_pss_mb", "peak_rss_mb", "cgroup_peak_mb")}
+    out = judge(memory, dict.fromkeys(memory, GOALS["memory_mb"]), valid=env["limits"]["enforced"])
+    for route, size in ((route, size) for route in ROUTES for size in SIZES):
+        per_model = {m: pick(r, route, size, "gunicorn_ms", "p50") for m, r in env.get("full_core", {}).items()}
+        worst = max(((v, m) for m, v in per_model.items() if v is not None), default=(None, None))
+        name = f"{route}_{size}_server_side_ms"
+        out[name] = judge({name: worst[0]}, {name: GOALS[size]})[name] | {"worst_model": worst[1],
+                                                                          "per_model": per_model}
+    limits = {f"faster_than_mlflow_{k}": GOALS["faster_x"] for k in ("p50_1_row_ms", "p50_1000_rows_ms",
+                                                                     "cold_start_s")}
+    limits |= {f"smaller_than_mlflow_{k}": GOALS["smaller_x"] for k in ("peak_pss_mb", "peak_rss_mb")}
+    return out | judge({n: versus.get(n.split("mlflow_")[1]) for n in limits}, limits, at_least=limits)
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the phases, then write the JSON and the chart and print a summary."""
-    args = build_parser().parse_args(argv)
-    if args.out.resolve().name == "envelope.json":
-        print("tabular: refusing to overwrite envelope.json", file=sys.stderr)
-        return 2
-    started = time.monotonic()
-    machine = machine_facts(REPO)
-    machine["packages"].update({p: metadata.version(p) for p in PACKAGES})
-    payloads = {name: build_payloads(name, features) for name, features in tabular_manifests(MODELS).items()}
-    report: dict = {"command": shlex.join([sys.executable, *sys.argv]), "machine": machine,
-                    "definitions": DEFINITIONS, "notes": NOTES, "repeats": {"1_row": args.repeats,
-                                                                          "1000_rows": max(1, args.repeats // 4)},
-                    "rows": {n: {"usable": p.rows_available, "skipped": p.rows_skipped} for n, p in payloads.items()}}
-    with tempfile.TemporaryDirectory(prefix="slimserve-tabular-") as workdir:
-        bench = Bench(payloads, load_samples(SAMPLES), args.repeats, Path(workdir))
-        print("tabular: all models in the envelope …", file=sys.stderr, flush=True)
-        report["envelope"] = envelope(bench, args.skip_envelope, args.memory_limit_mb * MB)
+    """Run the phases, write the JSON and the chart, print the goals."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--with-mlflow", action="store_true", help="also `mlflow models serve`, one server at a time")
+    parser.add_argument("--repeats", type=int, default=200, help="1-row requests per series (1,000 rows: a quarter)")
+    parser.add_argument("--memory-limit-mb", type=int, default=256, help="of the all-models run (128: the goal)")
+    parser.add_argument("--save-mlflow-model", type=Path, help=argparse.SUPPRESS)  # the child that imports mlflow
+    parser.add_argument("--out", type=Path, default=srv.REPO / "artifacts" / "bench" / "tabular.json")
+    args = parser.parse_args(argv)
+    if args.save_mlflow_model:  # in a child, so the benchmark itself never maps sklearn/mlflow pages
+        print(json.dumps(save_mlflow_model(args.save_mlflow_model)))
+        return 0
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the servers, remove the cgroups
+    payloads = {name: build_payloads(name, features) for name, features in tabular_manifests(srv.MODELS).items()}
+    report = start_report(srv.REPO) | {"notes": NOTES, "repeats": args.repeats, "rows": {
+        n: {"usable": p.rows_available, "skipped": p.rows_skipped} for n, p in payloads.items()}}
+    with tempfile.TemporaryDirectory(prefix="slimserve-tabular-") as tmp:
+        print("tabular: every model in the envelope …", file=sys.stderr, flush=True)
+        report["all_models"] = all_models(args, payloads, load_samples(srv.SAMPLES)[0], Path(tmp))
         if args.with_mlflow:
-            model_dir = Path(workdir) / "mlflow_heart_lr"
-            report["mlflow_model"] = mlf.save_in_child(SHARED_DATA / "heart_failure" / "heart.csv", model_dir, REPO)
-            runs = {}
-            for label in ("slimserve_all_models", "mlflow", "slimserve_heart_only"):
+            model_dir = Path(tmp) / "mlflow_heart_lr"
+            report["mlflow"] = {"model": json.loads(subprocess.run([sys.executable, "-m", "scripts.bench.tabular",
+                                "--save-mlflow-model", str(model_dir)], cwd=srv.REPO, capture_output=True, check=True,
+                                                                   timeout=300).stdout.splitlines()[-1])}
+            for label in ("slimserve", "mlflow"):
                 print(f"tabular: {label} (no limits) …", file=sys.stderr, flush=True)
-                runs[label] = contender(label, bench, model_dir if label == "mlflow" else None)
-            report["comparison"] = {"runs": runs, "ratios": ratios(runs)}
-    print("tabular: in-process timings …", file=sys.stderr, flush=True)
-    done = subprocess.run([sys.executable, "-m", "scripts.bench.tabular_inproc", str(args.repeats)], cwd=REPO,
-                          capture_output=True, text=True, timeout=600, check=False)
-    report["in_process"] = json.loads(done.stdout) if done.returncode == 0 else {"error": done.stderr[-2000:]}
+                report["mlflow"][label] = contender(label, args, payloads["heart_failure"], Path(tmp), model_dir)
+            report["mlflow"]["ratios"] = {name: ratio(pick(report["mlflow"]["mlflow"], *keys), pick(
+                report["mlflow"]["slimserve"], *keys)) for name, keys in VERSUS.items()}
     report["goals"] = goals(report)
-    report["seconds"] = round(time.monotonic() - started, 1)
-    report["machine"].update(loadavg_at_end=[round(x, 2) for x in os.getloadavg()], cpu_probe_ms_at_end=cpu_probe_ms())
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    chart(report, args.out.with_suffix(".png"))
-    print("\n".join(summary_lines(report)))
-    print(f"wrote {args.out} and {args.out.with_suffix('.png')}")
+    write(report, args.out)
+    full = report["all_models"].get("full_core", {})
+    bar_chart(args.out.with_suffix(".png"), "slimserve, every bundled model", [
+        (f"all models, 0.1 vCPU + {args.memory_limit_mb} MB (MB)", {
+            k: pick(report, "all_models", "memory", f"{k}_mb") for k in ("peak_pss", "peak_rss")}, GOALS["memory_mb"]),
+        *((f"server p50 ms, /invocations {size}, 1 vCPU", {m.removeprefix("modelo_"): pick(
+            r, "invocations", size, "gunicorn_ms", "p50") for m, r in full.items()}, GOALS[size]) for size in SIZES),
+        ("mlflow / slimserve", pick(report, "mlflow", "ratios") or {}, GOALS["faster_x"])])
+    print("\n".join(goal_lines(report["goals"])))
     return 0
 
 
