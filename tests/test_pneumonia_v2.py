@@ -147,3 +147,15 @@ def test_onnx_matches_keras_on_the_internal_test_for_every_output(manifest, inte
     for name, keras_value, onnx_value in zip(OUTPUTS, expected, actual, strict=True):
         scale = max(1.0, float(np.abs(keras_value).max()))
         assert np.max(np.abs(keras_value - onnx_value)) / scale < 1e-4, name
+
+
+@pytest.mark.tensorflow
+def test_the_tensorflow_runtime_serves_the_multi_output_graph_like_onnx(manifest, runtime):
+    # The baseline benchmark runs 2.0.0 in TensorFlow too: `predict` must pick the probability output.
+    from slimserve.runtimes.tensorflow import TensorflowRuntime
+
+    baseline = TensorflowRuntime(manifest, RuntimeOptions())
+    baseline.load()
+    paths = sorted(SAMPLES.glob("*.jpeg"))[:4]
+    batch = np.concatenate([image_to_input(path.read_bytes(), manifest.input, ImageLimits()) for path in paths])
+    np.testing.assert_allclose(baseline.predict(batch), runtime.predict(batch), atol=1e-4)

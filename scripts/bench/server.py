@@ -119,8 +119,11 @@ class Server:
             time.sleep(0.05)
         return self.proc.returncode
 
-    def timed(self, path: str, uploads: list[Upload], count: int, pause: float = 0.0, access_log: bool = True) -> dict:
-        """Sequential POSTs: client ms, the answers' inference_ms, gunicorn's own ms, server CPU ms per request."""
+    def timed(self, path: str, uploads: list[Upload], count: int, pause: float = 0.0, access_log: bool = True,
+              warmup: int = 3) -> dict:
+        """Sequential POSTs after `warmup` unmeasured ones (first-use work is not a per-request cost): client ms,
+        the answers' inference_ms, gunicorn's own ms, server CPU ms per request."""
+        series(self.port, path, uploads, warmup)
         offset, cpu = self.log.stat().st_size, self.cpu()
         found = series(self.port, path, uploads, count, pause)
         ok = [o for o in found if o.status == 200]

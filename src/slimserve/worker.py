@@ -28,6 +28,7 @@ from slimserve.wire import BufferedSocket, Conn, error_bytes, response_bytes, re
 PREDICTION_NICE = 10
 DRAIN_SECONDS = 2.0  # after an early answer, read and discard the unread body so the client sees the answer
 SUMMARY_SECONDS = 10.0  # how often the loop's own answers are summed up in the log
+ACCEPT_BATCH = 64  # connections accepted per turn of the loop, at most
 
 
 def lower_priority() -> None:
@@ -70,7 +71,24 @@ class BufferingWorker(ThreadWorker):
         self.audit_loop = extensions.get("slimserve.audit_loop")
 
     def accept(self, server, listener) -> bool:
-        """Accept a connection and watch it for bytes (no thread is involved yet); False if none was waiting."""
+        """Accept every connection waiting (up to ACCEPT_BATCH); False if none was."""
+        # One per loop turn would leave a health probe queued behind every connection the kernel holds, each
+        # costing a whole turn of the loop; taken together, each costs only its own (usually tiny) handling.
+        # Probes first: a health check never waits behind the requests (or refusals) accepted with it.
+        read: list[tuple[Conn, bool]] = []
+        while len(read) < ACCEPT_BATCH and self.accept_one(server, listener, read):
+            pass
+        for conn, had_head in sorted(read, key=lambda item: not self._is_probe(item[0].buffer)):
+            self._advance(conn, had_head)
+        return bool(read)
+
+    def _is_probe(self, buf) -> bool:
+        return buf.state == "complete" and buf.method == "GET" and buf.path in self.probes
+
+    def accept_one(self, server, listener, read: list | None = None) -> bool:
+        """Accept a connection and watch it for bytes (no thread is involved yet); False if none was waiting.
+
+        With `read`, what arrived is read but not acted on: (conn, had_head) is appended for the caller."""
         try:
             sock, client = listener.accept()
         except OSError as exc:
@@ -87,15 +105,16 @@ class BufferingWorker(ThreadWorker):
         self._watch(conn)
         # TCP_DEFER_ACCEPT: the kernel hands us connections once bytes arrived, so read them now rather than
         # after another turn of the loop (a probe is then answered within this call).
-        self.on_client_socket_readable(conn, sock)
+        self.on_client_socket_readable(conn, sock, read)
         return True
 
     def _watch(self, conn: Conn) -> None:
         with self._lock:
             self.poller.register(conn.sock, selectors.EVENT_READ, partial(self.on_client_socket_readable, conn))
 
-    def on_client_socket_readable(self, conn: Conn, client) -> None:
-        """Read what arrived without blocking; answer or dispatch once the request is complete."""
+    def on_client_socket_readable(self, conn: Conn, client, read: list | None = None) -> None:
+        """Read what arrived without blocking; answer or dispatch once the request is complete (or, given
+        `read`, leave that to the caller)."""
         try:
             chunk = conn.sock.recv(262144)
         except (BlockingIOError, InterruptedError):
@@ -116,6 +135,8 @@ class BufferingWorker(ThreadWorker):
             over_budget = self.buffered > self.limits["BODY_BUDGET"]
         if over_budget and buf.state == "reading":
             return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(), drain=True)
+        if read is not None:
+            return read.append((conn, had_head))
         self._advance(conn, had_head)
 
     def _advance(self, conn: Conn, had_head: bool) -> None:
@@ -279,10 +300,11 @@ class BufferingWorker(ThreadWorker):
                 for listener in self.sockets:
                     self.poller.unregister(listener)
                     # Connections the kernel already accepted for us are requests in flight: serve them.
-                    while self.accept(listener.getsockname(), listener):
+                    while self.accept_one(listener.getsockname(), listener):
                         pass
                     listener.close()
-            for key, _ in self.poller.select(0.25):
+            # New connections first: that is where health probes arrive.
+            for key, _ in sorted(self.poller.select(0.25), key=lambda event: event[0].fileobj not in self.sockets):
                 key.data(key.fileobj)
             self.futures = type(self.futures)(f for f in self.futures if not f.done())
             self.sweep(closing=deadline is not None)

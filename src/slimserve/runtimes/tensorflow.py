@@ -51,8 +51,9 @@ class TensorflowRuntime:
         """Class probabilities for a float32 batch."""
         if self._model is None:
             raise RuntimeError("runtime not loaded")
-        raw = self._model(batch, training=False)
-        return to_class_probabilities(np.asarray(raw), self.manifest.activation)
+        wanted = self.manifest.onnx.get("probabilities_output")  # a graph with more outputs (OOD, CAM) names it
+        raw = self.predict_named(batch)[wanted] if wanted else np.asarray(self._model(batch, training=False))
+        return to_class_probabilities(raw, self.manifest.activation)
 
     def predict_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
         """Every output of the model by name, as ONNX Runtime names them (the Keras output names)."""
