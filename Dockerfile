@@ -14,7 +14,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_ROOT_USER_ACTION=ignore \
-    PYTHONPATH=/app/src \
     MODEL_PATH=/app/artifacts/models/pneumonia/2.0.0/model.h5 \
     PORT=8000
 # A fixed uid/gid so volume permissions are predictable; no home and no login shell.
@@ -34,8 +33,12 @@ RUN pip install --no-cache-dir -r requirements.txt \
     && rm -rf "$site/onnxruntime/transformers" "$site/onnxruntime/quantization" "$site/onnxruntime/tools"
 # Code and models stay owned by root: the service user can read them but not change them.
 COPY artifacts/models ./artifacts/models
+COPY pyproject.toml ./
 COPY src ./src
 COPY scripts/deploy ./scripts/deploy
+# The package itself, installed as `make` installs it (editable: the bundled artifacts are found beside src/,
+# and gunicorn, `python -m slimserve` and the `slimserve` command import it without any PYTHONPATH).
+RUN pip install --no-cache-dir --no-deps -e .
 # Fails the build when any bundled ONNX file or its source differs from the hashes in its manifest.
 # Byte-compile now: at 0.1 vCPU compiling on every cold start costs seconds, and the
 # container filesystem may be read-only (PYTHONDONTWRITEBYTECODE keeps runtime from trying).
