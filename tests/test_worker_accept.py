@@ -11,6 +11,7 @@ import time
 import pytest
 
 from slimserve import config as settings
+from slimserve.wire import LoopCounters
 from slimserve.worker import ACCEPT_BATCH, BufferingWorker
 
 HEALTH = b"GET /health HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
@@ -24,8 +25,7 @@ def loop_only_worker(handled: list[str]) -> BufferingWorker:
     worker.limits = {key: env[key] for key in settings.WORKER_SETTINGS} | {"MAX_INFLIGHT": 0,
                                                                           "MAX_BUFFERED_BODY": 1 << 20}
     worker.inflight = worker.buffered = worker.nr_conns = 0
-    worker.conns, worker.answered, worker.summarized = set(), {}, time.monotonic()
-    worker.window, worker.last_window, worker.window_started = {"done": 0, "shed": 0}, {"done": 0, "shed": 0}, 0.0
+    worker.conns, worker.counters = set(), LoopCounters()
     worker.worker_connections, worker.alive, worker.audit_loop = 1000, True, None
     worker._lock, worker.poller, worker.log = threading.RLock(), selectors.DefaultSelector(), logging.getLogger("t")
     worker.probes = {"/health": lambda: (handled.append("probe") or 200, b'{"status":"ok"}')}

@@ -30,8 +30,9 @@ import tensorflow as tf
 from scripts.training import pneumonia_export as export
 from scripts.training.calibration import expected_calibration_error, fit_platt, sigmoid
 from scripts.training.kermany import kermany_contract, load_kermany
+from scripts.training.pneumonia_fit import train
 from scripts.training.pneumonia_report import served_outputs, write_report
-from scripts.training.train_pneumonia import LABELS, Data, KeepBest, augmenter
+from scripts.training.train_pneumonia import LABELS
 from slimserve.compiler import compile_model
 from slimserve.manifest import Artifact, Manifest, load_manifest, save_manifest, sha256_file
 from slimserve.model_extras import ActivationMap, Calibration, OutOfScope
@@ -62,28 +63,6 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     return args
 
 
-def train(network: keras.Model, data: Data, args: argparse.Namespace) -> tuple[dict[str, list[float]], int]:
-    """Fit on augmented train batches with balanced class weights; restore the best val-loss epoch."""
-    x, y = data.train.x, data.train.y
-    augment = augmenter(args.seed)
-    dataset = (tf.data.Dataset.from_tensor_slices((x, y))
-               .shuffle(len(x), seed=args.seed, reshuffle_each_iteration=True)
-               .batch(args.batch_size)
-               .map(lambda images, labels: (augment(images, training=True), labels))
-               .prefetch(2))
-    positives = float(y.mean())
-    class_weight = {0: 0.5 / (1 - positives), 1: 0.5 / positives}
-    steps = int(np.ceil(len(x) / args.batch_size)) * args.epochs
-    schedule = keras.optimizers.schedules.CosineDecay(args.learning_rate, steps, alpha=0.01)
-    network.compile(optimizer=keras.optimizers.Adam(schedule), loss=keras.losses.BinaryCrossentropy(from_logits=True),
-                    metrics=[keras.metrics.AUC(name="auc", from_logits=True)])
-    keep = KeepBest()
-    history = network.fit(dataset, epochs=args.epochs, validation_data=(data.val.x, data.val.y),
-                          class_weight=class_weight, callbacks=[keep], verbose=2)
-    network.set_weights(keep.weights)
-    return history.history, keep.best_epoch
-
-
 def ood_threshold(val_distances: np.ndarray, refusal: float) -> float:
     """The smallest threshold that refuses (distance > threshold) at most `refusal` of the val X-rays."""
     ordered = np.sort(np.asarray(val_distances, dtype=np.float64))[::-1]
@@ -101,7 +80,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     data = load_kermany(args.data, args.image_size, args.seed, args.limit)
     print(f"data {data.name}: train {len(data.train.y)}, val {len(data.val.y)}, test {len(data.test.y)}")
     network = export.build_network(args.image_size, args.width)
-    history, best_epoch = train(network, data, args)
+    history, best_epoch = train(network, data, args, from_logits=True)
 
     val_logits = network.predict(data.val.x, batch_size=256, verbose=0).ravel()
     scale, bias = fit_platt(val_logits, data.val.y)

@@ -206,6 +206,40 @@ class Conn:
         return "slow_body" if now - self.opened > allowed else None
 
 
+class LoopCounters:
+    """What the loop counts: predictions finished and shed this second and the last (the basis of Retry-After),
+    and its own answers (shed, timeouts, bad heads) since the last summary line in the log."""
+
+    def __init__(self, summary_seconds: float = 10.0) -> None:
+        self.window, self.last, self.started = {"done": 0, "shed": 0}, {"done": 0, "shed": 0}, 0.0
+        self.answered: dict[str, int] = {}
+        self.summary_seconds, self.summarized = summary_seconds, time.monotonic()
+
+    def done(self) -> None:
+        """Count a finished prediction."""
+        self.window["done"] += 1
+
+    def shed(self) -> int:
+        """Count a shed request; the Retry-After (s) to give it."""
+        self.window["shed"] += 1
+        return retry_seconds(self.last["shed"], self.last["done"])
+
+    def answer(self, code: str) -> None:
+        """Count one answer the loop gave itself."""
+        self.answered[code] = self.answered.get(code, 0) + 1
+
+    def tick(self, now: float) -> str | None:
+        """Start a new one-second window when the current one is over; a summary line when one is due."""
+        if now - self.started >= 1.0:
+            self.last, self.window, self.started = self.window, {"done": 0, "shed": 0}, now
+        if not self.answered or now - self.summarized < self.summary_seconds:
+            return None
+        counts = ", ".join(f"{count} {code}" for code, count in sorted(self.answered.items()))
+        line = f"answered by the event loop in the last {now - self.summarized:.0f} s: {counts}"
+        self.answered, self.summarized = {}, now
+        return line
+
+
 def retry_seconds(shed: int, done: int) -> int:
     """Seconds a shed client should wait: about how long the service needs for the clients shed before it.
 

@@ -1,10 +1,9 @@
 """A gunicorn worker that reads whole requests in its event loop before any thread sees them.
 
-Why: gthread hands a connection to a thread as soon as one byte arrives, and the thread blocks reading the rest:
-four clients trickling headers at 1 byte/s stalled every other client, and a body shorter than its
-Content-Length held a thread for good. Here the loop buffers each request under deadlines, answers `/health`
-and `/ready` itself, and hands only complete requests to threads: predictions (POST) to a lane with a bounded
-number in flight (past it: 503 + Retry-After at once, never a queue), other routes to threads of their own.
+Why: gthread hands a connection to a thread as soon as one byte arrives, and the thread blocks reading the rest
+(four clients trickling headers at 1 byte/s stalled every other client). Here the loop buffers each request
+under deadlines, answers `/health` and `/ready` itself, and hands only complete requests to threads:
+predictions (POST) to a bounded lane (past it: 503 + Retry-After at once), other routes to threads of their own.
 """
 from __future__ import annotations
 
@@ -23,7 +22,7 @@ from gunicorn import http
 from gunicorn.workers.gthread import ThreadWorker
 
 from slimserve import config as settings
-from slimserve.wire import BufferedSocket, Conn, error_bytes, response_bytes, retry_seconds
+from slimserve.wire import BufferedSocket, Conn, LoopCounters, error_bytes, response_bytes
 
 PREDICTION_NICE = 10
 DRAIN_SECONDS = 2.0  # after an early answer, read and discard the unread body so the client sees the answer
@@ -32,8 +31,7 @@ ACCEPT_BATCH = 64  # connections accepted per turn of the loop, at most
 
 
 def lower_priority() -> None:
-    """Run this thread at nice +PREDICTION_NICE: under a 0.1 vCPU quota the loop (accepting, shedding, probes:
-    ~0.1-0.2 ms each) then runs first whenever it has work, and predictions get every cycle it does not use."""
+    """Run this thread at nice +PREDICTION_NICE, so the loop (accepting, shedding, probes) runs first when it can."""
     with contextlib.suppress(OSError):  # not permitted here: run at normal priority
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), PREDICTION_NICE)
 
@@ -50,10 +48,7 @@ class BufferingWorker(ThreadWorker):
         self.inflight = 0
         self.buffered = 0  # bytes held by requests not yet handed to a thread, across connections
         self.conns: set[Conn] = set()
-        self.answered: dict[str, int] = {}  # loop answers (shed, timeouts, bad heads) since the last summary
-        self.summarized = time.monotonic()
-        # Predictions finished and shed this second and the last: the basis of Retry-After.
-        self.window, self.last_window, self.window_started = {"done": 0, "shed": 0}, {"done": 0, "shed": 0}, 0.0
+        self.counters = LoopCounters(SUMMARY_SECONDS)
         self.probe_pool = futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="probe")
         super().init_process()
 
@@ -71,24 +66,23 @@ class BufferingWorker(ThreadWorker):
         self.audit_loop = extensions.get("slimserve.audit_loop")
 
     def accept(self, server, listener) -> bool:
-        """Accept every connection waiting (up to ACCEPT_BATCH); False if none was."""
-        # One per loop turn would leave a health probe queued behind every connection the kernel holds, each
-        # costing a whole turn of the loop; taken together, each costs only its own (usually tiny) handling.
-        # Probes first: a health check never waits behind the requests (or refusals) accepted with it.
+        """Accept every connection waiting (up to ACCEPT_BATCH), answering health probes first; False if none."""
+        # One per turn would queue a probe behind every connection the kernel holds, each costing a whole turn.
         read: list[tuple[Conn, bool]] = []
-        while len(read) < ACCEPT_BATCH and self.accept_one(server, listener, read):
-            pass
-        for conn, had_head in sorted(read, key=lambda item: not self._is_probe(item[0].buffer)):
+        accepted = 0
+        while accepted < ACCEPT_BATCH and self.accept_one(server, listener, read):
+            accepted += 1
+        for conn, had_head in sorted(read, key=lambda item: not self.is_probe(item[0].buffer)):
             self._advance(conn, had_head)
-        return bool(read)
+        return accepted > 0
 
-    def _is_probe(self, buf) -> bool:
+    def is_probe(self, buf) -> bool:
+        """Whether a buffered request is a whole health probe the loop answers itself."""
         return buf.state == "complete" and buf.method == "GET" and buf.path in self.probes
 
     def accept_one(self, server, listener, read: list | None = None) -> bool:
-        """Accept a connection and watch it for bytes (no thread is involved yet); False if none was waiting.
-
-        With `read`, what arrived is read but not acted on: (conn, had_head) is appended for the caller."""
+        """Accept a connection and read what came (no thread involved); False if none was waiting. With `read`,
+        the request is not acted on: (conn, had_head) is appended for the caller."""
         try:
             sock, client = listener.accept()
         except OSError as exc:
@@ -100,7 +94,7 @@ class BufferingWorker(ThreadWorker):
             self.conns.add(conn)
             self.nr_conns += 1
         if self.nr_conns > self.worker_connections:
-            self._reply(conn, 503, "too_many_connections", retry_after=self.retry_after(), registered=False)
+            self._reply(conn, 503, "too_many_connections", retry_after=self.counters.shed(), registered=False)
             return True
         self._watch(conn)
         # TCP_DEFER_ACCEPT: the kernel hands us connections once bytes arrived, so read them now rather than
@@ -134,7 +128,7 @@ class BufferingWorker(ThreadWorker):
             conn.held += len(chunk)
             over_budget = self.buffered > self.limits["BODY_BUDGET"]
         if over_budget and buf.state == "reading":
-            return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(), drain=True)
+            return self._reply(conn, 503, "overloaded", retry_after=self.counters.shed(), drain=True)
         if read is not None:
             return read.append((conn, had_head))
         self._advance(conn, had_head)
@@ -146,12 +140,12 @@ class BufferingWorker(ThreadWorker):
             return self._reply(conn, 431 if buf.problem == "headers_too_large" else 400, buf.problem)
         if not had_head and buf.head_end is not None:
             if not self._admit(conn):
-                return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(),
+                return self._reply(conn, 503, "overloaded", retry_after=self.counters.shed(),
                                    drain=buf.state == "reading")
             if buf.expects_continue and buf.state == "reading":  # curl waits ~1 s for this before sending
                 with contextlib.suppress(OSError):
                     conn.sock.send(b"HTTP/1.1 100 Continue\r\n\r\n")
-        if buf.state == "complete" and buf.method == "GET" and buf.path in self.probes:
+        if self.is_probe(buf):
             self._probe(conn)
         elif buf.state in ("complete", "oversized"):
             self._dispatch(conn)
@@ -192,13 +186,10 @@ class BufferingWorker(ThreadWorker):
         prediction = buf.method == "POST"
         with self._lock:
             self.poller.unregister(conn.sock)
-            if prediction and self.inflight >= self.limits["MAX_INFLIGHT"]:
-                shed = True
-            else:
-                shed = False
-                self.inflight += prediction
+            shed = prediction and self.inflight >= self.limits["MAX_INFLIGHT"]
+            self.inflight += prediction and not shed
         if shed:
-            return self._reply(conn, 503, "overloaded", retry_after=self.retry_after(), registered=False)
+            return self._reply(conn, 503, "overloaded", retry_after=self.counters.shed(), registered=False)
         conn.passthrough = buf.state == "oversized"
         data = buf.take()
         self._release(conn)
@@ -215,7 +206,7 @@ class BufferingWorker(ThreadWorker):
         if fs.prediction:
             with self._lock:
                 self.inflight -= 1
-                self.window["done"] += 1
+                self.counters.done()
         keepalive = not fs.cancelled() and fs.exception() is None and fs.result()[0]
         if not keepalive or not self.alive or conn.passthrough:
             return self._drop(conn, registered=False)
@@ -237,7 +228,7 @@ class BufferingWorker(ThreadWorker):
         # One line per answer would cost the CPU that shedding is there to save: count, and summarize in sweep().
         self.log.debug('"%s %s" %s %s rid=%s', conn.buffer.method or "-", conn.buffer.path or "-", status, code,
                        request_id)
-        self.answered[code] = self.answered.get(code, 0) + 1
+        self.counters.answer(code)
         if getattr(self, "audit_loop", None):
             self.audit_loop(conn.buffer.method, conn.buffer.path, status, request_id)
         self._release(conn)
@@ -262,20 +253,11 @@ class BufferingWorker(ThreadWorker):
         with contextlib.suppress(OSError):
             conn.sock.close()
 
-    def retry_after(self) -> int:
-        """Retry-After for one more shed request, from the last second's sheds and completions."""
-        self.window["shed"] += 1
-        return retry_seconds(self.last_window["shed"], self.last_window["done"])
-
     def sweep(self, closing: bool) -> None:
         """Enforce the deadlines on connections the loop is watching; when closing, drop idle ones."""
         now = time.monotonic()
-        if now - self.window_started >= 1.0:
-            self.last_window, self.window, self.window_started = self.window, {"done": 0, "shed": 0}, now
-        if self.answered and now - self.summarized >= SUMMARY_SECONDS:
-            counts = ", ".join(f"{count} {code}" for code, count in sorted(self.answered.items()))
-            self.log.warning("answered by the event loop in the last %.0f s: %s", now - self.summarized, counts)
-            self.answered, self.summarized = {}, now
+        if summary := self.counters.tick(now):
+            self.log.warning(summary)
         with self._lock:
             watched = [c for c in self.conns if c.sock.fileno() != -1 and c.sock in self.poller.get_map()]
         for conn in watched:
