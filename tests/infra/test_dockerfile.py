@@ -84,10 +84,16 @@ def test_runtime_runs_as_a_non_root_user():
 
 def test_runtime_environment_defaults():
     env = " ".join(args_of(runtime(), "ENV"))
-    for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "PYTHONPATH=/app/src",
-                    "GIT_COMMIT=${GIT_COMMIT}", "PORT=8000"):
+    for setting in ("PYTHONDONTWRITEBYTECODE=1", "PYTHONUNBUFFERED=1", "GIT_COMMIT=${GIT_COMMIT}", "PORT=8000"):
         assert setting in env
     assert "GIT_COMMIT" in " ".join(args_of(runtime(), "ARG"))
+
+
+def test_the_package_is_installed_not_put_on_a_path():
+    # gunicorn, `python -m slimserve` and `slimserve` import the installed package (issue 12: no path hacks).
+    runs = " ".join(args_of(runtime(), "RUN"))
+    assert "pip install --no-cache-dir --no-deps -e ." in runs
+    assert "PYTHONPATH" not in " ".join(args_of(runtime(), "ENV"))
 
 
 def test_model_path_default_is_the_bundled_model_the_app_expects():
@@ -135,5 +141,5 @@ def test_dockerignore_keeps_data_venvs_tests_caches_and_git_out():
 def test_dockerignore_sends_what_the_image_needs():
     for path in ("src/slimserve/app.py", "scripts/deploy/gunicorn.conf.py", "scripts/deploy/deploy.py",
                  "artifacts/models/pneumonia/2.0.0/model.h5", "artifacts/models/pneumonia/2.0.0/model.onnx",
-                 "artifacts/models/pneumonia/2.0.0/manifest.json", "requirements.txt"):
+                 "artifacts/models/pneumonia/2.0.0/manifest.json", "requirements.txt", "pyproject.toml"):
         assert sent_to_docker(path), path
