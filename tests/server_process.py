@@ -99,3 +99,15 @@ def multipart(field: str, filename: str, data: bytes, content_type: str = "image
     body = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"; filename=\"{filename}\"\r\n"
             f"Content-Type: {content_type}\r\n\r\n").encode() + data + f"\r\n--{boundary}--\r\n".encode()
     return body, f"multipart/form-data; boundary={boundary}"
+
+
+def all_at_once(port: int, request: bytes, count: int = 16) -> list[bytes]:
+    """Send `request` on `count` connections before reading any answer; every whole answer, in order."""
+    socks = [socket.create_connection(("127.0.0.1", port), timeout=30) for _ in range(count)]
+    for sock in socks:
+        sock.sendall(request)
+    answers = []
+    for sock in socks:
+        with sock:
+            answers.append(b"".join(iter(lambda s=sock: s.recv(65536), b"")))
+    return answers

@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import http.client
 import json
-import socket
 import uuid
 
 import pytest
 
 from tests.auth_support import BUNDLED_MODELS, LoopbackIssuer, bundled_manifests, key_for, valid_record
 from tests.conftest import REPO
-from tests.server_process import ServerProcess, multipart
+from tests.server_process import ServerProcess, all_at_once, multipart
 
 XRAY = REPO / "tests" / "data" / "sample_xray.jpeg"
 
@@ -118,13 +117,7 @@ def test_predictions_shed_by_the_worker_are_audited_too():
     env = {"MODEL_REPOSITORY": "", "SLIMSERVE_MAX_INFLIGHT": "1", "GUNICORN_THREADS": "1"}
     with ServerProcess(env) as server:
         server.wait_ready()
-        socks = [socket.create_connection(("127.0.0.1", server.port), timeout=30) for _ in range(16)]
-        for sock in socks:  # all sent before any is answered: at most one can be in flight
-            sock.sendall(request)
-        answers = []
-        for sock in socks:
-            with sock:
-                answers.append(b"".join(iter(lambda s=sock: s.recv(65536), b"")))
+        answers = all_at_once(server.port, request)  # all sent before any is answered: one can be in flight
         probe = send(server.port, "GET", "/health")[1].decode()  # answered by the loop as well
         log = server.stop()
     ids = {json.loads(a.split(b"\r\n\r\n", 1)[1])["request_id"]: int(a.split(b" ", 2)[1]) for a in answers}

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.conftest import BUNDLED, SAMPLES, needs_shared
-from tests.server_process import ServerProcess, multipart
+from tests.server_process import ServerProcess, all_at_once, multipart
 
 pytestmark = pytest.mark.slow
 
@@ -157,13 +157,7 @@ def test_predictions_past_the_in_flight_bound_get_503_with_retry_after_at_once()
     env = {**UNLIMITED, "SLIMSERVE_MAX_INFLIGHT": "1", "GUNICORN_THREADS": "1"}
     with ServerProcess(env) as srv:
         srv.wait_ready()
-        socks = [socket.create_connection(("127.0.0.1", srv.port), timeout=30) for _ in range(16)]
-        for sock in socks:  # all sent before any is answered: at most one can be in flight
-            sock.sendall(request)
-        answers = []
-        for sock in socks:
-            with sock:
-                answers.append(b"".join(iter(lambda s=sock: s.recv(65536), b"")))
+        answers = all_at_once(srv.port, request)  # all sent before any is answered: one can be in flight
         statuses = [status_of(a) for a in answers]
         assert set(statuses) <= {200, 503} and statuses.count(200) >= 1 and statuses.count(503) >= 1
         shed = next(a for a in answers if status_of(a) == 503)
