@@ -35,7 +35,7 @@ docker-test:
 	PYTHON=$(PYTHON) scripts/docker_test.sh
 
 # The benchmarks start the real server in cgroups (root on Linux); results go to artifacts/bench/.
-# slimserve vs the bare reference app in 0.1 vCPU / 256 MB, and the TensorFlow baseline (~8 min).
+# slimserve vs the bare reference app in 0.1 vCPU / 256 MB, and the TensorFlow baseline (~15 min).
 bench: $(VENV)/.dev
 	$(BIN)/python -m scripts.bench.envelope
 
@@ -43,7 +43,7 @@ bench: $(VENV)/.dev
 bench-tabular: $(VENV)/.dev
 	$(BIN)/python -m scripts.bench.tabular --with-mlflow
 
-# Hostile input, schemathesis, slow clients, overload and SIGTERM in 0.1 vCPU / 256 MB (~10 min).
+# Hostile input, schemathesis, slow clients, overload and SIGTERM in 0.1 vCPU / 256 MB (~7 min).
 bench-reliability: $(VENV)/.dev
 	$(BIN)/python -m scripts.bench.reliability
 
