@@ -127,12 +127,12 @@ class DeferredLimiter:
             from limits import parse_many
 
             storage = self._storage
-            if storage.startswith(("redis://", "rediss://", "redis+unix://")):
-                self._app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", dict(_REDIS_OPTIONS))
-            elif storage == "memory://":
+            if urlsplit(storage).scheme == "memory":
                 from slimserve.ratelimit_memory import SCHEME
 
                 storage = f"{SCHEME}://"
+            else:  # init_app let only STORAGE_SCHEMES through: the others are Redis
+                self._app.config.setdefault("RATELIMIT_STORAGE_OPTIONS", dict(_REDIS_OPTIONS))
             # Fixed windows: one counter per client and window, the cheapest check per request.
             limiter = Limiter(client_key, storage_uri=storage, strategy="fixed-window", key_prefix=_PREFIX,
                               headers_enabled=False,
