@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import pytest
 from flask import g, request
 
-from slimserve import create_app, ratelimit_memory
+from slimserve import create_app, ratelimit_counters
 from slimserve.config import from_env
 from slimserve.ratelimit import client_key
 from tests.conftest import image_bytes, write_fake_model, write_fake_tabular_model
@@ -75,16 +75,16 @@ def test_health_checks_are_never_limited(model_path, fake_runtimes, path):
     assert {client.get(path, environ_base={"REMOTE_ADDR": CLIENT}).status_code for _ in range(5)} == {200}
 
 
-def test_health_checks_never_reach_the_limit_lookup(client, monkeypatch):
-    client.application.extensions["slimserve.limiter_deferred"].load()
-    manager = client.application.extensions["slimserve.limiter"].limit_manager
-    looked_up = []
-    monkeypatch.setattr(manager, "resolve_limits", lambda *a, **k: looked_up.append(a) or ([], []))
+def test_health_checks_never_reach_the_limit_check(client, monkeypatch):
+    limiter = client.application.extensions["slimserve.limiter_deferred"]
+    limiter.load()
+    checked = []
+    monkeypatch.setattr(limiter, "check", checked.append)
     for path in ("/health", "/ready", "/ping", "/models/pneumonia/ready"):
         assert client.get(path).status_code == 200
-    assert looked_up == []  # ~50 µs CPU saved per probe; the limited routes still look theirs up
+    assert checked == []  # the probes are never wrapped; the limited routes still check theirs
     client.get("/version")
-    assert looked_up
+    assert checked == ["health.version"]
 
 
 def test_each_client_ip_has_its_own_budget(client):
@@ -133,7 +133,7 @@ def test_counting_in_memory_starts_no_thread_per_request(client, monkeypatch):
 
 
 def test_expired_memory_counters_are_swept_on_a_later_hit(monkeypatch):
-    storage = ratelimit_memory.SweptMemoryStorage()
+    storage = ratelimit_counters.SweptMemoryStorage()
     storage.incr("gone", expiry=0.01)
     time.sleep(0.02)
     monkeypatch.setattr(storage, "_next_sweep", 0.0)  # the sweep interval has passed
@@ -158,7 +158,7 @@ def test_switched_off_nothing_is_limited(model_path, fake_runtimes):
     assert "slimserve.limiter" not in app.extensions
 
 
-def test_switched_off_flask_limiter_is_never_imported():
+def test_switched_off_limits_is_never_imported():
     code = ("import sys; from flask import Flask; import slimserve.app; from slimserve import config, ratelimit; "
             "app = Flask('x'); app.config.update(config.from_env({'SLIMSERVE_RATE_LIMIT_ENABLED': 'false'})); "
             "ratelimit.init_app(app); print(sorted(m for m in ('flask_limiter', 'limits') if m in sys.modules))")
@@ -171,7 +171,7 @@ import io, sys
 from slimserve import create_app
 from tests.conftest import image_bytes
 app = create_app({"RATE_LIMIT_PREDICT": "2/minute", "LOAD_ASYNC": False})
-at_start = "flask_limiter" in sys.modules or "limits" in sys.modules
+at_start = "limits" in sys.modules
 client = app.test_client()
 statuses, loaded = [], []
 for _ in range(3):
@@ -183,7 +183,7 @@ print("RESULT", at_start, loaded, statuses[0] != 429, statuses[1] != 429, status
 """
 
 
-def test_start_up_does_not_import_flask_limiter_the_first_request_loads_it_and_is_counted():
+def test_start_up_does_not_import_limits_the_first_request_loads_it_and_is_counted():
     done = subprocess.run([sys.executable, "-c", START_UP_THEN_THREE_REQUESTS], capture_output=True, text=True,
                           timeout=120, check=True)
     result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
@@ -244,3 +244,36 @@ def test_settings_come_from_the_environment():
     assert config["RATELIMIT_ENABLED"] is False and config["TRUSTED_PROXIES"] == 1
     assert config["RATE_LIMIT_PREDICT"] == "5/second;100/hour"
     assert config["RATELIMIT_STORAGE_URI"] == "redis://127.0.0.1:6379/0"
+
+
+def test_a_failing_shared_storage_is_retried_after_a_growing_back_off(monkeypatch):
+    from limits import parse_many
+
+    class Flaky:
+        """A shared strategy that fails until `up`, then allows everything."""
+
+        def __init__(self) -> None:
+            self.up, self.calls = False, 0
+
+        def hit(self, *_args) -> bool:
+            self.calls += 1
+            if not self.up:
+                raise ConnectionError("redis is down")
+            return True
+
+    now = [1000.0]
+    monkeypatch.setattr(ratelimit_counters.time, "monotonic", lambda: now[0])
+    counters = ratelimit_counters.Counters("memory://")
+    counters.shared = flaky = Flaky()
+    item = parse_many("2/minute")[0]
+    assert [counters.hit(item, "ip:a", "predict") for _ in range(2)] == [0, 0]  # counted in memory meanwhile
+    assert flaky.calls == 1  # tried once, then left alone for the back-off (1 s)
+    now[0] += 1.0
+    counters.hit(item, "ip:a", "predict")
+    assert flaky.calls == 2  # tried again, failed again: next wait is 2 s
+    now[0] += 1.0
+    counters.hit(item, "ip:a", "predict")
+    assert flaky.calls == 2
+    now[0] += 1.0
+    flaky.up = True
+    assert counters.hit(item, "ip:a", "predict") == 0 and flaky.calls == 3  # back in the shared storage

@@ -79,6 +79,17 @@ class UnprocessableEntity(SlimserveError):
     code = "unprocessable_entity"
 
 
+class TooManyRequests(SlimserveError):
+    """This client is over one of its rate limits; `Retry-After` says when that limit's window resets."""
+
+    status = 429
+    code = "too_many_requests"
+
+    def __init__(self, message: str, *, retry_after: int) -> None:
+        super().__init__(message)
+        self.headers = {"Retry-After": str(retry_after)}
+
+
 class ServiceUnavailable(SlimserveError):
     """The model is still loading or failed to load, or the image decoder is busy: retry later."""
 

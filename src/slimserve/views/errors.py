@@ -9,7 +9,6 @@ from flask.typing import ResponseReturnValue
 from werkzeug.exceptions import HTTPException
 
 from slimserve.errors import ServiceUnavailable, SlimserveError
-from slimserve.ratelimit import breached_limit
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +54,6 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
     status = exc.code or 500
     if status >= 500:
         return _unexpected(exc)
-    if status == 429:
-        return _too_many_requests()
     code = HTTP_CODES.get(status, "http_error")
     message = {
         413: "the request body is larger than the upload limit",
@@ -66,15 +63,6 @@ def _http_error(exc: HTTPException) -> ResponseReturnValue:
     response = error_response(status, code, message)
     if status == 405 and exc.get_response().headers.get("Allow"):
         response.headers["Allow"] = exc.get_response().headers["Allow"]
-    return response
-
-
-def _too_many_requests() -> ResponseReturnValue:
-    limit, retry_after = breached_limit()
-    message = f"rate limit of {limit} exceeded" if limit else "too many requests"
-    response = error_response(429, "too_many_requests",
-                              f"{message}: retry after the number of seconds in Retry-After")
-    response.headers["Retry-After"] = str(retry_after)
     return response
 
 
