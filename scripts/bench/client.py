@@ -168,7 +168,3 @@ def in_processes(port: int, groups: list[list[Job]], main: Callable[[], object])
                 child.kill()
     return found
 
-
-def series(port: int, path: str, uploads: list[Upload], count: int, pause: float = 0.0) -> list[Outcome]:
-    """`count` POSTs one after another (`pause` s apart), cycling `uploads`, within 150 s."""
-    return background(port, [Job("series", path, tuple(uploads), pause, 60.0, count)], seconds=150.0)["series"]

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -27,8 +29,20 @@ def cpu_probe_ms(loops: int = 2_000_000) -> float:
     return round((time.process_time() - started) * 1000, 1)
 
 
+def options(doc: str, flags: dict[str, tuple[Any, str]]) -> argparse.ArgumentParser:
+    """A command line of {--flag: (default, help)}: each option takes its default's type (False: a switch)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag, (default, text) in flags.items():
+        kind = {"action": "store_true"} if default is False else {"type": type(default), "default": default}
+        parser.add_argument(flag, help=text, **kind)
+    return parser
+
+
 def start_report(repo: Path) -> dict[str, Any]:
-    """A report holding the command and the machine: CPU, kernel, versions, commit, load and speed at start."""
+    """A report holding the command and the machine: CPU, kernel, versions, commit, load and speed at start.
+    From here on SIGTERM unwinds the run: the servers are stopped and the cgroups removed."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     def git(*args: str) -> str | None:
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
         return done.stdout.strip() if done.returncode == 0 else None
@@ -67,15 +81,13 @@ def ratio(numerator: Any, denominator: Any, digits: int = 1) -> float | None:
     return round(numerator / denominator, digits)
 
 
-def judge(values: dict[str, Any], limits: dict[str, float], at_least: Iterable[str] = (),
-          valid: bool = True) -> dict[str, dict[str, Any]]:
-    """Each goal's value, limit and pass: ≤ limit (≥ for `at_least`); None if unmeasured or not `valid`."""
-    out, higher = {}, set(at_least)
+def judge(values: dict[str, Any], limits: dict[str, float], at_least: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Each goal's value, limit and pass: ≤ limit (≥ for `at_least`); None if unmeasured."""
+    out = {}
     for name, limit in limits.items():
         value = values.get(name)
-        measured = valid and isinstance(value, int | float)
-        out[name] = {"value": value, "limit": limit,
-                     "pass": None if not measured else value >= limit if name in higher else value <= limit}
+        met = (value >= limit if name in at_least else value <= limit) if isinstance(value, int | float) else None
+        out[name] = {"value": value, "limit": limit, "pass": met}
     return out
 
 
