@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.bench import server as srv
@@ -90,7 +90,7 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
     sandbox = Sandbox(f"slimserve-bench-{os.getpid()}-{spec.label}", spec.cpu_quota_us, spec.memory_limit)
     server = srv.slimserve(srv.free_port(), sandbox, workdir / f"{spec.label}.log", args.model_path,
                            args.model_repository, spec.env, spec.app, spec.runtime)
-    uploads = [replace(u, headers=spec.headers) for u in uploads]
+    uploads = [u._replace(headers=spec.headers) for u in uploads]
     out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
     with srv.serving(server, out) as sampler:
         out["cold_start_s"] = srv.cold_starts(server, [("first_health_200", "GET", "/health", None), (
@@ -125,9 +125,9 @@ def summarize(report: dict) -> None:
             values = [pick(run, "cold_start_s", "first_predict_200") for run in repeats]
             runs[label]["cold_start_s"].update(repeats=values, first_predict_200_median=None if None in values else
                                                statistics.median(values))
-    cold = {k: pick(runs.get(f"{k}_envelope"), "cold_start_s", "first_predict_200_median") for k in ("slimserve",
-                                                                                                      "bare")}
-    cpu = {k: pick(runs.get(f"{k}_envelope"), "cpu_ms_per_predict") for k in ("slimserve", "bare")}
+    pair = {k: runs.get(f"{k}_envelope") for k in ("slimserve", "bare")}
+    cold = {k: pick(run, "cold_start_s", "first_predict_200_median") for k, run in pair.items()}
+    cpu = {k: pick(run, "cpu_ms_per_predict") for k, run in pair.items()}
     report["cold_start_median_s"], report["cold_start_ratio"] = cold, ratio(cold["slimserve"], cold["bare"], 3)
     report["cpu_ms_per_predict"] = {**cpu, "over_bare": difference(cpu["slimserve"], cpu["bare"])}
     report["variants"] = {label.removeprefix("variant_"): {
@@ -135,11 +135,9 @@ def summarize(report: dict) -> None:
         "cpu_ms_per_predict": run.get("cpu_ms_per_predict"),
         "over_default_ms": difference(run.get("cpu_ms_per_predict"), cpu["slimserve"])}
         for label, run in runs.items() if label.startswith("variant_")}
-    main = runs.get("slimserve_envelope")
-    values = {"peak_pss_mb": pick(main, "memory", "peak_pss_mb"), "peak_rss_mb": pick(main, "memory", "peak_rss_mb"),
-              "cold_start_s": cold["slimserve"], "p50_ms": pick(main, "latency", "client_ms", "p50"),
-              "cold_start_ratio": report["cold_start_ratio"],
-              "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
+    values = {k: pick(pair["slimserve"], "memory", k) for k in ("peak_pss_mb", "peak_rss_mb")} | {
+        "cold_start_s": cold["slimserve"], "p50_ms": pick(pair["slimserve"], "latency", "client_ms", "p50"),
+        "cold_start_ratio": report["cold_start_ratio"], "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
     report["goals"] = judge(values, GOALS)
 
 

@@ -47,14 +47,13 @@ def start_report(repo: Path) -> dict[str, Any]:
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
-    cpus = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")]
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), None)
     packages = {d.metadata["Name"].lower(): d.version for d in metadata.distributions()}
     return {"command": shlex.join([sys.executable, *sys.argv]), "started": time.monotonic(), "machine": {
-        "cpu_model": cpus[0] if cpus else None, "nproc": os.cpu_count(), "kernel": platform.release(),
+        "cpu_model": cpu, "nproc": os.cpu_count(), "kernel": platform.release(), "root": os.geteuid() == 0,
         "python": platform.python_version(), "packages": {p: packages[p] for p in PACKAGES if p in packages},
         "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
-        "root": os.geteuid() == 0,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "cpu_probe_ms_at_start": cpu_probe_ms(),
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}
 
