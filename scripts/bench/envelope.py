@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import os
 import re
 import statistics
 import subprocess
@@ -19,7 +18,7 @@ from scripts.bench import server as srv
 from scripts.bench.client import Job, Upload, background, load_samples, statuses
 from scripts.bench.measure import in_mb, stats
 from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, table, write
-from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU, Sandbox
+from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU
 
 BARE_APP = "scripts.bench.bare_app:app"
 GOALS = {"peak_pss_mb": 128.0, "peak_rss_mb": 128.0, "cold_start_s": 3.0, "p50_ms": 150.0,
@@ -87,8 +86,7 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
 
 def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
     """One fresh server under `spec`: cold start, then the series it asks for."""
-    sandbox = Sandbox(f"slimserve-bench-{os.getpid()}-{spec.label}", spec.cpu_quota_us, spec.memory_limit)
-    server = srv.slimserve(srv.free_port(), sandbox, workdir / f"{spec.label}.log", args.model_path,
+    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path,
                            args.model_repository, spec.env, spec.app, spec.runtime)
     uploads = [u._replace(headers=spec.headers) for u in uploads]
     out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
@@ -105,7 +103,7 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
         if spec.requests and spec.paced:
             out["latency_paced"] = server.timed("/predict", uploads, spec.requests, spec.paced)
         if spec.throughput:
-            sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
+            server.sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
             clients, each = spec.throughput
             jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=each) for n in range(clients)]
             began = time.monotonic()

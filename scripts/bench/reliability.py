@@ -23,7 +23,7 @@ from scripts.bench.client import HOST, Job, Upload, background, exchange, in_pro
 from scripts.bench.corpus import TABULAR, Case, corpus, hold_slow
 from scripts.bench.measure import MB, MemorySampler, stats
 from scripts.bench.report import goal_lines, judge, options, start_report, table, write
-from scripts.bench.sandbox import ENVELOPE_MEMORY, TENTH_VCPU, UNLIMITED, Sandbox
+from scripts.bench.sandbox import ENVELOPE_MEMORY, TENTH_VCPU, UNLIMITED
 from scripts.bench.tabular import build_payloads, tabular_manifests
 
 HEALTH_TIMEOUT = 5.0  # Render's health check gives up after 5 s
@@ -49,8 +49,7 @@ OPTIONS = {
 
 def envelope(label: str, workdir: Path, env: dict[str, str]) -> srv.Server:
     """The shipped gunicorn with every bundled model in 0.1 vCPU / 256 MB (started by `srv.serving`)."""
-    box = Sandbox(f"slimserve-rel-{os.getpid()}-{label}", TENTH_VCPU, ENVELOPE_MEMORY)
-    return srv.slimserve(srv.free_port(), box, workdir / f"{label}.log", srv.BUNDLED, str(srv.MODELS), env)
+    return srv.slimserve(label, workdir, TENTH_VCPU, ENVELOPE_MEMORY, srv.BUNDLED, str(srv.MODELS), env)
 
 
 def settle(server: srv.Server, limit: float = 90.0) -> dict:

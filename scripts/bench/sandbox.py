@@ -85,13 +85,11 @@ class Sandbox:
         """CPU time charged to the sandbox so far (cpuacct.usage: exited processes included)."""
         return int(self.read("cpuacct", "cpuacct.usage")) / 1e9
 
-    def memory_stats(self) -> dict[str, int]:
-        """Peak usage, failcnt, memory.oom_control and memory.stat of the memory cgroup."""
-        stat = parse_flat_keyed(self.read("memory", "memory.stat"))
-        stats = {n: int(self.read("memory", f"memory.{n}")) for n in ("max_usage_in_bytes", "failcnt")}
-        stats |= {f"stat.{k}": stat[k] for k in ("rss", "cache", "pgmajfault") if k in stat}
-        oom = parse_flat_keyed(self.read("memory", "memory.oom_control"))
-        return stats | {f"oom_control.{k}": v for k, v in oom.items()}
+    def memory_stats(self) -> dict[str, int | None]:
+        """Peak usage and failcnt of the memory cgroup, its oom_kill count (memory.oom_control) and pgmajfault."""
+        stat, oom = (parse_flat_keyed(self.read("memory", f"memory.{n}")) for n in ("stat", "oom_control"))
+        return {n: int(self.read("memory", f"memory.{n}")) for n in ("max_usage_in_bytes", "failcnt")} | {
+            "oom_control.oom_kill": oom.get("oom_kill", 0), "stat.pgmajfault": stat.get("pgmajfault")}
 
     def oom_kills(self) -> int:
         """The kernel's oom_kill counter of the memory cgroup (not failcnt, which also counts reclaim)."""

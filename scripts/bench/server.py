@@ -34,13 +34,6 @@ _ACCESS = re.compile(r'"[A-Z]+ (?P<path>\S+)[^"]*" (?P<status>\d{3}) \S+ (?:(?P<
 NOTABLE = ("ERROR", "WARNING", "CRITICAL", "Traceback", "Killed", "signal", "Booting worker", "TIMEOUT", "memory")
 
 
-def free_port() -> int:
-    """A loopback TCP port that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
-
-
 @functools.cache
 def byte_compile() -> None:
     """Compile the app's sources to .pyc once, as the image build does: without it, with PYTHONDONTWRITEBYTECODE
@@ -117,15 +110,20 @@ class Server:
         return out
 
 
-def slimserve(port: int, sandbox: Sandbox, log: Path, model_path: Path = BUNDLED, repository: str = "",
-              env: dict[str, str] | None = None, app: str | None = None, runtime: str = "onnx") -> Server:
-    """The deploy gunicorn on loopback (µs access log); `app` replaces its WSGI app (the bare reference)."""
+def slimserve(label: str, workdir: Path, cpu_quota_us: int | None, memory_limit: int | None, model: Path = BUNDLED,
+              repository: str = "", env: dict | None = None, app: str | None = None, runtime: str = "onnx") -> Server:
+    """The deploy gunicorn on a free loopback port (µs access log) in a sandbox of its own, logging to
+    `workdir`/`label`.log; `app` replaces its WSGI app (the bare reference)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port = sock.getsockname()[1]  # free right now
     argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "scripts/deploy/gunicorn.conf.py", "--bind",
             f"{HOST}:{port}", "--access-logformat", ACCESS_FORMAT, *([app] if app else [])]
     # No compiling in the envelope (a missing .onnx fails fast); MODEL_REPOSITORY "" serves MODEL_PATH alone.
-    base = {"PORT": str(port), "MODEL_PATH": str(model_path), "MODEL_REPOSITORY": repository,
+    base = {"PORT": str(port), "MODEL_PATH": str(model), "MODEL_REPOSITORY": repository,
             "SLIMSERVE_RUNTIME": runtime, "SLIMSERVE_AUTO_COMPILE": "0", **UNREACHED_RATE_LIMITS}
-    return Server(argv, {**base, **(env or {})}, port, sandbox, log)
+    box = Sandbox(f"slimserve-bench-{os.getpid()}-{label}", cpu_quota_us, memory_limit)
+    return Server(argv, {**base, **(env or {})}, port, box, workdir / f"{label}.log")
 
 
 def cold_starts(server: Server, steps: list[tuple[str, str, str, Upload | None]], timeout: float) -> dict:

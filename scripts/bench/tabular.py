@@ -17,7 +17,7 @@ from typing import Any, NamedTuple
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Upload, load_samples
 from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, write
-from scripts.bench.sandbox import CFS_PERIOD_US, TENTH_VCPU, Sandbox
+from scripts.bench.sandbox import CFS_PERIOD_US, TENTH_VCPU
 from slimserve.errors import UnprocessableEntity
 from slimserve.manifest import Feature, load_manifest
 from slimserve.tabular import build_table_schema
@@ -119,15 +119,14 @@ def sizes(server: srv.Server, path: str, singles: list[Upload], bulk: Upload, re
 
 def all_models(args: argparse.Namespace, payloads: dict[str, ModelPayloads], xray: Upload, workdir: Path) -> dict:
     """Every model in 0.1 vCPU + the memory limit: cold start and memory; then each model's series on a full core."""
-    sandbox = Sandbox(f"slimserve-tabular-{os.getpid()}", TENTH_VCPU, args.memory_limit_mb << 20)
-    server = srv.slimserve(srv.free_port(), sandbox, workdir / "all.log", srv.BUNDLED, str(srv.MODELS))
+    server = srv.slimserve("all", workdir, TENTH_VCPU, args.memory_limit_mb << 20, srv.BUNDLED, str(srv.MODELS))
     out: dict = {}
     with srv.serving(server, out):
         out["cold_start_s"] = srv.cold_starts(server, [
             ("first_ready_200", "GET", "/ready", None), ("first_xray_200", "POST", "/predict", xray),
             ("first_tabular_200", "POST", HEART, payloads["heart_failure"].singles["invocations"][0])], 120.0)
         if out["cold_start_s"]["outcome"] == "ok":
-            sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
+            server.sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
             out["full_core"] = {name: {route: sizes(server, f"/models/{name}/{route}", p.singles[route], p.bulk[route],
                                                     args.repeats) for route in ROUTES} for name, p in payloads.items()}
     return out
@@ -160,14 +159,13 @@ def save_mlflow_model(folder: Path) -> dict:
 
 def contender(label: str, args: argparse.Namespace, heart: ModelPayloads, workdir: Path, model_dir: Path) -> dict:
     """One server without limits (cgroups for accounting only) answering heart_failure, measured alone."""
-    box, port, venv = Sandbox(f"slimserve-mlflow-{os.getpid()}-{label}", None, None), srv.free_port(), \
-        Path(sys.executable).parent
-    server, path, out = srv.slimserve(port, box, workdir / f"{label}.log", srv.BUNDLED, str(srv.MODELS)), HEART, {}
+    server, path, out = srv.slimserve(label, workdir, None, None, srv.BUNDLED, str(srv.MODELS)), HEART, {}
     if label == "mlflow":  # `mlflow models serve` execs `uvicorn` by name: the venv goes first on PATH
+        venv = Path(sys.executable).parent
         argv = [str(venv / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local", "--host",
-                HOST, "--port", str(port), "--workers", "1"]
+                HOST, "--port", str(server.port), "--workers", "1"]
         env = {**MLFLOW_OFFLINE, "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}"}
-        server, path = srv.Server(argv, env, port, box, server.log), "/invocations"
+        server, path = srv.Server(argv, env, server.port, server.sandbox, server.log), "/invocations"
     with srv.serving(server, out, (model_dir,)):
         out["cold_start_s"] = srv.cold_starts(server, [("first_invocation_200", "POST", path,
                                                         heart.singles["invocations"][0])], 120.0)
