@@ -17,6 +17,8 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from scripts.bench.sandbox import TENTH_VCPU, Sandbox
+
 PACKAGES = ("onnxruntime", "tensorflow-cpu", "tensorflow", "gunicorn", "flask", "numpy", "pillow", "marshmallow",
             "mlflow", "scikit-learn", "pandas", "uvicorn")
 
@@ -40,7 +42,11 @@ def options(doc: str, flags: dict[str, tuple[Any, str]]) -> argparse.ArgumentPar
 
 def start_report(repo: Path) -> dict[str, Any]:
     """A report holding the command and the machine: CPU, kernel, versions, commit, load and speed at start.
-    From here on SIGTERM unwinds the run: the servers are stopped and the cgroups removed."""
+    Without usable cgroups it stops the benchmark; from here on SIGTERM unwinds the run (servers stopped, cgroups
+    removed)."""
+    probe = Sandbox(f"slimserve-probe-{os.getpid()}", TENTH_VCPU, None)
+    probe.create()  # SystemExit with a one-line reason, before any work
+    probe.remove()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def git(*args: str) -> str | None:
