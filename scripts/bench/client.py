@@ -13,7 +13,6 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import NamedTuple
 
@@ -21,8 +20,7 @@ HOST = "127.0.0.1"  # the benchmarks never send traffic anywhere else
 _INFERENCE_MS = re.compile(rb'"inference_ms":\s*([0-9.]+)')
 
 
-@dataclass(frozen=True)
-class Upload:
+class Upload(NamedTuple):
     """A request body, its Content-Type, a name for reports and extra headers (e.g. an API key)."""
 
     body: bytes
@@ -31,8 +29,7 @@ class Upload:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """An HTTP status (or "no answer", "connection closed", "refused", "no connection") and the wall time."""
 
     status: int | str
@@ -80,11 +77,10 @@ def exchange(port: int, method: str, path: str, upload: Upload | None = None, ti
         sock = socket.create_connection((HOST, port), timeout=timeout)
     except OSError as exc:
         return Outcome("refused" if isinstance(exc, ConnectionRefusedError) else "no connection", elapsed())
-    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n"
-    if upload:
-        length = len(upload.body) if declared_length is None else declared_length
-        head += "".join(f"{k}: {v}\r\n" for k, v in (("Content-Type", upload.content_type), *upload.headers,
-                                                     ("Content-Length", length)))
+    length = declared_length if declared_length is not None else len(upload.body) if upload else 0
+    headers = (("Content-Type", upload.content_type), *upload.headers, ("Content-Length", length)) if upload else ()
+    head = f"{method} {path} HTTP/1.1\r\nHost: {HOST}:{port}\r\nConnection: close\r\n" + "".join(
+        f"{k}: {v}\r\n" for k, v in headers)
     try:
         with contextlib.suppress(BrokenPipeError, ConnectionResetError):  # an early 413: read what it said
             sock.sendall(head.encode() + b"\r\n" + (upload.body if upload else b""))
@@ -168,7 +164,3 @@ def in_processes(port: int, groups: list[list[Job]], main: Callable[[], object])
                 child.kill()
     return found
 
-
-def series(port: int, path: str, uploads: list[Upload], count: int, pause: float = 0.0) -> list[Outcome]:
-    """`count` POSTs one after another (`pause` s apart), cycling `uploads`, within 150 s."""
-    return background(port, [Job("series", path, tuple(uploads), pause, 60.0, count)], seconds=150.0)["series"]

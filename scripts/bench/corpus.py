@@ -76,8 +76,9 @@ def jpeg_promising(width: int, height: int) -> bytes:
     return bytes(data)
 
 
-def image_cases() -> list[Case]:
-    """The issue's image probes, bombs, polyglots and unusual modes, each POSTed to /predict as a file."""
+def corpus(columns: list[str], row: list[Any]) -> list[Case]:
+    """Every hostile case: the issue's image probes, bombs, polyglots and unusual modes, each POSTed to /predict as a
+    file, and multipart abuse; then the tabular ones, built around one valid row of a tabular model."""
     photo, archive = saved(noise("RGB", (256, 256)), "JPEG", quality=85), io.BytesIO()
     with zipfile.ZipFile(archive, "w") as files:  # the second half of a polyglot
         files.writestr("payload.html", "<script>alert(1)</script>" * 20)
@@ -102,26 +103,21 @@ def image_cases() -> list[Case]:
         ("png_animated_3_frames", "mode", saved(frames[0], "PNG", save_all=True, append_images=frames[1:]),
          (256, 256, "RGB", 3), 1),
     ]
-    return [Case(name, group, "/predict", form([file_part(data)]), copies=copies,
-                 declares={"size": d[:2], "mode": d[2], "n_frames": d[3] if len(d) > 3 else 1, "bytes": len(data)})
-            for name, group, data, d, copies in table]
-
-
-def multipart_cases() -> list[Case]:
-    """Multipart abuse on /predict: many parts, a huge part header, no boundary, nested, a lying length."""
-    jpeg = saved(noise("RGB", (256, 256)), "JPEG", quality=85)
-    plain = form([file_part(jpeg, "x.jpg")])
-    nested = form([('Content-Disposition: form-data; name="file"\r\nContent-Type: multipart/mixed; boundary=inner',
-                    form([file_part(jpeg, "x.jpg")], boundary="inner").body)])
-    return [
+    part = file_part(photo, "x.jpg")  # multipart abuse: many parts, a huge part header, no boundary, nested, a lie
+    plain, nested = form([part]), form([(
+        'Content-Disposition: form-data; name="file"\r\nContent-Type: multipart/mixed; boundary=inner',
+        form([part], boundary="inner").body)])
+    return [*(Case(name, group, "/predict", form([file_part(data)]), copies=copies, declares={
+        "size": d[:2], "mode": d[2], "n_frames": d[3] if len(d) > 3 else 1, "bytes": len(data)})
+        for name, group, data, d, copies in table),
         Case("multipart_1000_parts", "multipart", "/predict", form([
-            *((f'Content-Disposition: form-data; name="f{i}"', b"x") for i in range(1000)), file_part(jpeg, "x.jpg")])),
+            *((f'Content-Disposition: form-data; name="f{i}"', b"x") for i in range(1000)), part])),
         Case("multipart_1mb_part_header", "multipart", "/predict", form(
-            [file_part(jpeg, "x" * 65_536 + ".jpg", extra="X-Pad: " + "a" * 1_000_000 + "\r\n")])),
+            [file_part(photo, "x" * 65_536 + ".jpg", extra="X-Pad: " + "a" * 1_000_000 + "\r\n")])),
         Case("multipart_no_boundary", "multipart", "/predict", Upload(plain.body, "multipart/form-data")),
         Case("multipart_nested", "multipart", "/predict", nested),
         Case("content_length_larger_than_body", "probe", "/predict", plain, declared_length=len(plain.body) + 100_000),
-    ]
+        *tabular_cases(columns, row)]
 
 
 def tabular_cases(columns: list[str], row: list[Any]) -> list[Case]:
@@ -144,11 +140,6 @@ def tabular_cases(columns: list[str], row: list[Any]) -> list[Case]:
             *(Case(name, "json", TABULAR, with_cell(text)) for name, text in (
                 ("json_nan_literal", "NaN"), ("json_infinity_literal", "Infinity"), ("json_1e400", "1e400"),
                 ("json_400_digit_integer", "9" * 400)))]
-
-
-def corpus(columns: list[str], row: list[Any]) -> list[Case]:
-    """Every hostile case, images first; the tabular ones built around one valid row of a tabular model."""
-    return [*image_cases(), *multipart_cases(), *tabular_cases(columns, row)]
 
 
 def hold_slow(port: int, mode: str, upload: Upload, connections: int, seconds: float) -> dict:

@@ -3,23 +3,22 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
-import os
 import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from scripts.bench import server as srv
 from scripts.bench.client import Job, Upload, background, load_samples, statuses
 from scripts.bench.measure import in_mb, stats
-from scripts.bench.report import bar_chart, goal_lines, judge, pick, ratio, start_report, table, write
-from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU, Sandbox
+from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, table, write
+from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU
 
 BARE_APP = "scripts.bench.bare_app:app"
 GOALS = {"peak_pss_mb": 128.0, "peak_rss_mb": 128.0, "cold_start_s": 3.0, "p50_ms": 150.0,
@@ -62,14 +61,13 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 def plan(args: argparse.Namespace) -> list[RunSpec]:
     """Cold starts of slimserve and the bare app alternating (drift hits both alike), then the other runs."""
-    first = {"requests": args.requests, "paced": args.pace, "throughput": (args.threads, args.per_thread)}
-    runs = []
-    for n in range(1, args.cold_repeats + 1):  # the repeats measure the cold start only
-        suffix, more = ("", first) if n == 1 else (f"_cold_{n}", {})
-        runs.append(RunSpec(f"slimserve_envelope{suffix}", timeout=args.timeout, **more))
-        runs.append(RunSpec(f"bare_envelope{suffix}", app=BARE_APP, requests=more.get("requests", 0),
-                            timeout=args.timeout))
-    runs.append(RunSpec("slimserve_unlimited", None, None, args.requests, timeout=args.timeout))
+    run = functools.partial(RunSpec, requests=args.requests, timeout=args.timeout)
+    runs = [run("slimserve_envelope", paced=args.pace, throughput=(args.threads, args.per_thread)),
+            run("bare_envelope", app=BARE_APP)]
+    for n in range(2, args.cold_repeats + 1):  # the repeats measure the cold start only
+        runs += [run(f"slimserve_envelope_cold_{n}", requests=0),
+                 run(f"bare_envelope_cold_{n}", app=BARE_APP, requests=0)]
+    runs.append(run("slimserve_unlimited", None, None))
     model = json.loads(args.model_path.with_name("manifest.json").read_text())["name"]
     for name, env in args.variant:
         headers: tuple[tuple[str, str], ...] = ()
@@ -77,21 +75,20 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             argv = [sys.executable, "-m", "slimserve", "keys", "create", "--name", "bench", "--models", model]
             created = json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout)
             env, headers = {**env, "SLIMSERVE_API_KEYS": created["entry"]}, (("X-API-Key", created["key"]),)
-        runs.append(RunSpec(f"variant_{name}", requests=args.requests, env=env, headers=headers, timeout=args.timeout))
+        runs.append(run(f"variant_{name}", env=env, headers=headers))
     if not args.skip_baseline:
-        tf = {"runtime": "tensorflow", "timeout": args.baseline_timeout}
-        runs += [RunSpec("tf_envelope", requests=args.requests, **tf),  # stalls at the limit or is OOM-killed
-                 RunSpec("tf_0.1vcpu_nomemlimit", memory_limit=None, requests=min(args.requests, 20), **tf),
-                 RunSpec("tf_unlimited", None, None, args.requests, **tf)]
+        tf = functools.partial(run, runtime="tensorflow", timeout=args.baseline_timeout)
+        runs += [tf("tf_envelope"),  # stalls at the limit or is OOM-killed
+                 tf("tf_0.1vcpu_nomemlimit", memory_limit=None, requests=min(args.requests, 20)),
+                 tf("tf_unlimited", None, None)]
     return runs
 
 
 def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
     """One fresh server under `spec`: cold start, then the series it asks for."""
-    sandbox = Sandbox(f"slimserve-bench-{os.getpid()}-{spec.label}", spec.cpu_quota_us, spec.memory_limit)
-    server = srv.slimserve(srv.free_port(), sandbox, workdir / f"{spec.label}.log", args.model_path,
+    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path,
                            args.model_repository, spec.env, spec.app, spec.runtime)
-    uploads = [replace(u, headers=spec.headers) for u in uploads]
+    uploads = [u._replace(headers=spec.headers) for u in uploads]
     out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
     with srv.serving(server, out) as sampler:
         out["cold_start_s"] = srv.cold_starts(server, [("first_health_200", "GET", "/health", None), (
@@ -106,14 +103,14 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
         if spec.requests and spec.paced:
             out["latency_paced"] = server.timed("/predict", uploads, spec.requests, spec.paced)
         if spec.throughput:
-            sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
+            server.sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
             clients, each = spec.throughput
             jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=each) for n in range(clients)]
             began = time.monotonic()
             found = [o for runs in background(server.port, jobs, seconds=60.0).values() for o in runs]
             ok, seconds = [o.ms for o in found if o.status == 200], time.monotonic() - began
-            out["throughput"] = {"clients": clients, "requests_per_s": round(len(ok) / seconds, 2), "seconds": round(
-                seconds, 2), "client_ms": stats(ok), "statuses": statuses(found), "full_core": sandbox.active}
+            out["throughput"] = {"clients": clients, "requests_per_s": round(len(ok) / seconds, 2),
+                                 "seconds": round(seconds, 2), "client_ms": stats(ok), "statuses": statuses(found)}
     return out
 
 
@@ -126,9 +123,9 @@ def summarize(report: dict) -> None:
             values = [pick(run, "cold_start_s", "first_predict_200") for run in repeats]
             runs[label]["cold_start_s"].update(repeats=values, first_predict_200_median=None if None in values else
                                                statistics.median(values))
-    cold = {k: pick(runs.get(f"{k}_envelope"), "cold_start_s", "first_predict_200_median") for k in ("slimserve",
-                                                                                                      "bare")}
-    cpu = {k: pick(runs.get(f"{k}_envelope"), "cpu_ms_per_predict") for k in ("slimserve", "bare")}
+    pair = {k: runs.get(f"{k}_envelope") for k in ("slimserve", "bare")}
+    cold = {k: pick(run, "cold_start_s", "first_predict_200_median") for k, run in pair.items()}
+    cpu = {k: pick(run, "cpu_ms_per_predict") for k, run in pair.items()}
     report["cold_start_median_s"], report["cold_start_ratio"] = cold, ratio(cold["slimserve"], cold["bare"], 3)
     report["cpu_ms_per_predict"] = {**cpu, "over_bare": difference(cpu["slimserve"], cpu["bare"])}
     report["variants"] = {label.removeprefix("variant_"): {
@@ -136,12 +133,10 @@ def summarize(report: dict) -> None:
         "cpu_ms_per_predict": run.get("cpu_ms_per_predict"),
         "over_default_ms": difference(run.get("cpu_ms_per_predict"), cpu["slimserve"])}
         for label, run in runs.items() if label.startswith("variant_")}
-    main = runs.get("slimserve_envelope")
-    values = {"peak_pss_mb": pick(main, "memory", "peak_pss_mb"), "peak_rss_mb": pick(main, "memory", "peak_rss_mb"),
-              "cold_start_s": cold["slimserve"], "p50_ms": pick(main, "latency", "client_ms", "p50"),
-              "cold_start_ratio": report["cold_start_ratio"],
-              "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
-    report["goals"] = judge(values, GOALS, valid=bool(pick(main, "limits", "enforced")))
+    values = {k: pick(pair["slimserve"], "memory", k) for k in ("peak_pss_mb", "peak_rss_mb")} | {
+        "cold_start_s": cold["slimserve"], "p50_ms": pick(pair["slimserve"], "latency", "client_ms", "p50"),
+        "cold_start_ratio": report["cold_start_ratio"], "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
+    report["goals"] = judge(values, GOALS)
 
 
 def difference(a: float | None, b: float | None) -> float | None:
@@ -149,32 +144,25 @@ def difference(a: float | None, b: float | None) -> float | None:
     return None if a is None or b is None else round(a - b, 3)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The command line."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model-path", type=Path, default=srv.BUNDLED, help="the .h5 (manifest and .onnx beside)")
-    parser.add_argument("--model-repository", default="", help="MODEL_REPOSITORY (default: --model-path alone)")
-    parser.add_argument("--samples", type=Path, default=srv.SAMPLES, help="folder of JPEG X-rays")
-    parser.add_argument("--requests", type=int, default=50, help="back-to-back /predict per run")
-    parser.add_argument("--pace", type=float, default=0.3, help="pause (s) of the paced series (0: none)")
-    parser.add_argument("--threads", type=int, default=4, help="concurrent clients for throughput")
-    parser.add_argument("--per-thread", type=int, default=150, help="requests per client for throughput")
-    parser.add_argument("--cold-repeats", type=int, default=3, choices=range(2, 10), metavar="2-9",
-                        help="cold starts of each of slimserve and the bare app (their median is judged)")
-    parser.add_argument("--timeout", type=float, default=120.0, help="cold-start limit (s)")
-    parser.add_argument("--baseline-timeout", type=float, default=240.0, help="cold-start limit for TF (s)")
-    parser.add_argument("--skip-baseline", action="store_true", help="no TensorFlow runs")
-    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME:ENV=VAL[,ENV=VAL]",
-                        help="an extra slimserve run with env overrides, reported as CPU ms per /predict vs the "
-                             "default (SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)")
-    parser.add_argument("--out", type=Path, default=srv.REPO / "artifacts" / "bench" / "envelope.json")
-    return parser
+OPTIONS = {
+    "--model-path": (srv.BUNDLED, "the .h5 (manifest and .onnx beside)"),
+    "--model-repository": ("", "MODEL_REPOSITORY (default: --model-path alone)"),
+    "--samples": (srv.SAMPLES, "folder of JPEG X-rays"), "--requests": (50, "back-to-back /predict per run"),
+    "--pace": (0.3, "pause (s) of the paced series (0: none)"), "--threads": (4, "concurrent clients for throughput"),
+    "--per-thread": (150, "requests per client for throughput"), "--timeout": (120.0, "cold-start limit (s)"),
+    "--baseline-timeout": (240.0, "cold-start limit for TF (s)"), "--skip-baseline": (False, "no TensorFlow runs"),
+    "--out": (srv.REPO / "artifacts" / "bench" / "envelope.json", "the JSON report (the chart beside it)")}
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run every planned run, then write the JSON and the chart and print a summary."""
-    args = build_parser().parse_args(argv)
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the servers, remove the cgroups
+    parser = options(__doc__, OPTIONS)
+    parser.add_argument("--cold-repeats", type=int, default=3, choices=range(2, 10), metavar="2-9",
+                        help="cold starts of each of slimserve and the bare app (their median is judged)")
+    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME:ENV=VAL[,ENV=VAL]",
+                        help="an extra slimserve run with env overrides, reported as CPU ms per /predict vs the "
+                             "default (SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)")
+    args = parser.parse_args(argv)
     args.model_path = args.model_path.resolve()
     if not args.model_path.with_suffix(".onnx").is_file():
         raise SystemExit(f"envelope: need {args.model_path.with_suffix('.onnx')} (python -m slimserve compile)")
@@ -184,7 +172,7 @@ def main(argv: list[str] | None = None) -> int:
         for spec in plan(args):
             print(f"envelope: {spec.label} …", file=sys.stderr, flush=True)
             report["runs"][spec.label] = run = run_once(spec, args, uploads, Path(workdir))
-            print(f"envelope: {spec.label}: {run['outcome']} {run['limits']['notes']}", file=sys.stderr)
+            print(f"envelope: {spec.label}: {run['outcome']}", file=sys.stderr)
     summarize(report)
     write(report, args.out)
     runs = report["runs"]

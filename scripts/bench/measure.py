@@ -1,45 +1,14 @@
-"""Memory (RSS/PSS from smaps_rollup) and CPU seconds of a server's processes, and latency statistics."""
+"""Memory (RSS/PSS from smaps_rollup) of a server's processes, and latency statistics."""
 
 from __future__ import annotations
 
-import math
-import os
+import statistics
 import threading
 from collections.abc import Callable
 from pathlib import Path
 
-PROC = Path("/proc")
 MB = 1024 * 1024
-
-
-def stat_fields(text: str) -> list[str]:
-    """The fields of /proc/<pid>/stat after the command name (which may hold spaces and parentheses)."""
-    return text[text.rindex(")") + 2:].split()
-
-
-def group_members(pgid: int, proc: Path = PROC) -> list[int]:
-    """Live (non-zombie) processes of the process group `pgid`."""
-    found = []
-    for entry in proc.iterdir():
-        try:
-            fields = stat_fields((entry / "stat").read_text())
-        except (OSError, ValueError):
-            continue  # not a process, or exited while we looked
-        if int(fields[2]) == pgid and fields[0] != "Z":
-            found.append(int(entry.name))
-    return found
-
-
-def cpu_seconds(pids: list[int], proc: Path = PROC) -> float:
-    """utime + stime of the live processes (all their threads), in seconds (clock-tick resolution)."""
-    ticks = 0
-    for pid in pids:
-        try:
-            fields = stat_fields((proc / str(pid) / "stat").read_text())
-        except (OSError, ValueError):
-            continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / os.sysconf("SC_CLK_TCK")
+KEYS = ("rss", "pss", "pss_anon", "pss_file")
 
 
 def parse_smaps_rollup(text: str) -> dict[str, int]:
@@ -48,16 +17,16 @@ def parse_smaps_rollup(text: str) -> dict[str, int]:
     return {name.strip(): int(p[0]) * 1024 for name, p in pairs if len(p) == 2 and p[1] == "kB" and p[0].isdigit()}
 
 
-def process_memory(pids: list[int], proc: Path = PROC) -> dict[str, int]:
+def process_memory(pids: list[int]) -> dict[str, int]:
     """Summed Rss, Pss, Pss_Anon and Pss_File (bytes) of the processes, and how many were read."""
-    total = {"rss": 0, "pss": 0, "pss_anon": 0, "pss_file": 0, "processes": 0}
+    total = dict.fromkeys((*KEYS, "processes"), 0)
     for pid in pids:
         try:
-            fields = parse_smaps_rollup((proc / str(pid) / "smaps_rollup").read_text())
+            fields = parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
         except OSError:
-            continue
+            continue  # exited while we looked
         total["processes"] += 1
-        for key in ("rss", "pss", "pss_anon", "pss_file"):
+        for key in KEYS:
             total[key] += fields.get(key.title(), 0)  # "pss_anon" -> "Pss_Anon"
     return total
 
@@ -67,52 +36,39 @@ def in_mb(values: dict[str, int]) -> dict[str, float | int]:
     return {k: v if k == "processes" else round(v / MB, 1) for k, v in values.items()}
 
 
-class MemorySampler:
-    """Samples the summed RSS/PSS of `pids()` in a background thread and keeps the peaks."""
+class MemorySampler(threading.Thread):
+    """Samples the summed RSS/PSS of `pids()` every `interval` s (at most 20,000 times) and keeps the peaks."""
 
     def __init__(self, pids: Callable[[], list[int]], interval: float = 0.25) -> None:
-        """Sample every `interval` seconds (at most 20,000 times)."""
-        self.pids, self.interval, self.samples = pids, interval, 0
-        self.peak = {"rss": 0, "pss": 0, "pss_anon": 0, "pss_file": 0}
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="memory-sampler", daemon=True)
+        super().__init__(name="memory-sampler", daemon=True)
+        self.pids, self.interval, self.peak, self.done = pids, interval, dict.fromkeys(KEYS, 0), threading.Event()
 
     def __enter__(self) -> MemorySampler:
-        """Start sampling."""
-        self._thread.start()
+        self.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        """Stop sampling (bounded wait for the thread)."""
-        self._stop.set()
-        self._thread.join(timeout=10)
+        self.done.set()
+        self.join(timeout=10)
 
     def sample(self) -> dict[str, int]:
         """Take one sample now and update the peaks."""
         now = process_memory(self.pids())
         self.peak = {key: max(value, now[key]) for key, value in self.peak.items()}
-        self.samples += 1
         return now
 
-    def _run(self) -> None:
-        while not self._stop.is_set() and self.samples < 20_000:
+    def run(self) -> None:
+        """Sample until stopped."""
+        for _ in range(20_000):
             self.sample()
-            self._stop.wait(self.interval)
-
-
-def percentile(values: list[float], q: float) -> float:
-    """The q-th percentile (0-100), interpolating linearly between order statistics (numpy's default)."""
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    rank = (len(ordered) - 1) * q / 100
-    low, high = math.floor(rank), math.ceil(rank)
-    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+            if self.done.wait(self.interval):
+                return
 
 
 def stats(values: list[float], digits: int = 1) -> dict[str, float | int]:
-    """Count, p50, p95, p99, max and mean, rounded to `digits`."""
+    """Count, p50, p95, p99 (interpolated as numpy's default percentile), max and mean, rounded to `digits`."""
     if not values:
         return {"n": 0}
-    return {"n": len(values), **{f"p{q}": round(percentile(values, q), digits) for q in (50, 95, 99)},
-            "max": round(max(values), digits), "mean": round(sum(values) / len(values), digits)}
+    cuts = statistics.quantiles(values * 2 if len(values) == 1 else values, n=100, method="inclusive")  # needs 2
+    return {"n": len(values), **{f"p{q}": round(cuts[q - 1], digits) for q in (50, 95, 99)},
+            "max": round(max(values), digits), "mean": round(statistics.fmean(values), digits)}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime as dt
 import json
 import os
 import platform
 import shlex
+import signal
 import subprocess
 import sys
 import time
@@ -14,6 +16,8 @@ from collections.abc import Iterable
 from importlib import metadata
 from pathlib import Path
 from typing import Any
+
+from scripts.bench.sandbox import TENTH_VCPU, Sandbox
 
 PACKAGES = ("onnxruntime", "tensorflow-cpu", "tensorflow", "gunicorn", "flask", "numpy", "pillow", "marshmallow",
             "mlflow", "scikit-learn", "pandas", "uvicorn")
@@ -27,20 +31,35 @@ def cpu_probe_ms(loops: int = 2_000_000) -> float:
     return round((time.process_time() - started) * 1000, 1)
 
 
+def options(doc: str, flags: dict[str, tuple[Any, str]]) -> argparse.ArgumentParser:
+    """A command line of {--flag: (default, help)}: each option takes its default's type (False: a switch)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    for flag, (default, text) in flags.items():
+        kind = {"action": "store_true"} if default is False else {"type": type(default), "default": default}
+        parser.add_argument(flag, help=text, **kind)
+    return parser
+
+
 def start_report(repo: Path) -> dict[str, Any]:
-    """A report holding the command and the machine: CPU, kernel, versions, commit, load and speed at start."""
+    """A report holding the command and the machine: CPU, kernel, versions, commit, load and speed at start.
+    Without usable cgroups it stops the benchmark; from here on SIGTERM unwinds the run (servers stopped, cgroups
+    removed)."""
+    probe = Sandbox(f"slimserve-probe-{os.getpid()}", TENTH_VCPU, None)
+    probe.create()  # SystemExit with a one-line reason, before any work
+    probe.remove()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+
     def git(*args: str) -> str | None:
         done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
-    cpus = [line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-            if line.startswith("model name")]
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), None)
     packages = {d.metadata["Name"].lower(): d.version for d in metadata.distributions()}
     return {"command": shlex.join([sys.executable, *sys.argv]), "started": time.monotonic(), "machine": {
-        "cpu_model": cpus[0] if cpus else None, "nproc": os.cpu_count(), "kernel": platform.release(),
+        "cpu_model": cpu, "nproc": os.cpu_count(), "kernel": platform.release(), "root": os.geteuid() == 0,
         "python": platform.python_version(), "packages": {p: packages[p] for p in PACKAGES if p in packages},
         "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
-        "root": os.geteuid() == 0,
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "cpu_probe_ms_at_start": cpu_probe_ms(),
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}
 
@@ -67,15 +86,13 @@ def ratio(numerator: Any, denominator: Any, digits: int = 1) -> float | None:
     return round(numerator / denominator, digits)
 
 
-def judge(values: dict[str, Any], limits: dict[str, float], at_least: Iterable[str] = (),
-          valid: bool = True) -> dict[str, dict[str, Any]]:
-    """Each goal's value, limit and pass: ≤ limit (≥ for `at_least`); None if unmeasured or not `valid`."""
-    out, higher = {}, set(at_least)
+def judge(values: dict[str, Any], limits: dict[str, float], at_least: Iterable[str] = ()) -> dict[str, dict[str, Any]]:
+    """Each goal's value, limit and pass: ≤ limit (≥ for `at_least`); None if unmeasured."""
+    out = {}
     for name, limit in limits.items():
         value = values.get(name)
-        measured = valid and isinstance(value, int | float)
-        out[name] = {"value": value, "limit": limit,
-                     "pass": None if not measured else value >= limit if name in higher else value <= limit}
+        met = (value >= limit if name in at_least else value <= limit) if isinstance(value, int | float) else None
+        out[name] = {"value": value, "limit": limit, "pass": met}
     return out
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,24 +42,17 @@ class Sandbox:
     memory_limit: int | None
     root: Path = CGROUP_ROOT
     dirs: dict[str, Path] = field(default_factory=dict)  # controller -> this run's cgroup
-    notes: list[str] = field(default_factory=list)
 
-    @property
-    def active(self) -> bool:
-        """True once the cgroups exist (every requested limit is then in force)."""
-        return "memory" in self.dirs
-
-    def create(self, proc_cgroup: str | None = None) -> bool:
-        """Create the cgroups (memory and cpuacct always, cpu for a quota); False, with a note, if not possible."""
+    def create(self, proc_cgroup: str | None = None) -> None:
+        """Create the cgroups (memory and cpuacct, cpu for a quota); without them the benchmark stops at once."""
         text = proc_cgroup if proc_cgroup is not None else Path("/proc/self/cgroup").read_text()
         try:
             for controller in ("memory", "cpuacct", *(["cpu"] if self.cpu_quota_us is not None else [])):
                 parent = controller_path(text, controller, self.root)
-                if parent is not None and (parent / "cgroup.procs").exists():
-                    (parent / self.name).mkdir()
-                    self.dirs[controller] = parent / self.name
-                elif controller != "cpuacct":  # without cpuacct, CPU is read from /proc in clock ticks
+                if parent is None or not (parent / "cgroup.procs").exists():
                     raise OSError(f"no cgroup v1 {controller} controller")
+                (parent / self.name).mkdir()
+                self.dirs[controller] = parent / self.name
             if self.memory_limit is not None:
                 self.write("memory", "memory.limit_in_bytes", self.memory_limit)
                 if (self.dirs["memory"] / "memory.memsw.limit_in_bytes").exists():  # swap too; never below memory
@@ -66,9 +60,8 @@ class Sandbox:
             self.write("cpu", "cpu.cfs_period_us", CFS_PERIOD_US)
             self.write("cpu", "cpu.cfs_quota_us", self.cpu_quota_us)
         except OSError as exc:
-            self.notes.append(f"cgroups not usable ({exc}): this run has no limits and no cgroup accounting")
             self.remove()
-        return self.active
+            raise SystemExit(f"bench: cgroups not usable ({exc}); the server must run in cgroup v1 (as root)") from exc
 
     def write(self, controller: str, name: str, value: int | None) -> None:
         """Write a control file of this run's cgroup of `controller`, if there is one."""
@@ -77,8 +70,7 @@ class Sandbox:
 
     def read(self, controller: str, name: str) -> str:
         """A control file of this run's cgroup of `controller` ("" without one)."""
-        path = self.dirs.get(controller, Path("/nonexistent")) / name
-        return path.read_text() if path.exists() else ""
+        return (self.dirs[controller] / name).read_text() if controller in self.dirs else ""
 
     def join(self) -> None:
         """Move the calling process into the sandbox (a Popen preexec_fn, i.e. before exec)."""
@@ -89,19 +81,15 @@ class Sandbox:
         """Processes in the memory cgroup now."""
         return [int(pid) for pid in self.read("memory", "cgroup.procs").split()]
 
-    def cpu_seconds(self) -> float | None:
-        """CPU time charged to the sandbox so far (cpuacct.usage: exited processes included), or None."""
-        usage = self.read("cpuacct", "cpuacct.usage")
-        return int(usage) / 1e9 if usage else None
+    def cpu_seconds(self) -> float:
+        """CPU time charged to the sandbox so far (cpuacct.usage: exited processes included)."""
+        return int(self.read("cpuacct", "cpuacct.usage")) / 1e9
 
-    def memory_stats(self) -> dict[str, int]:
-        """Peak usage, failcnt, memory.oom_control and memory.stat of the memory cgroup (empty without one)."""
-        names = ("max_usage_in_bytes", "failcnt")
-        stats = {n: int(text) for n in names if (text := self.read("memory", f"memory.{n}"))}
-        oom = parse_flat_keyed(self.read("memory", "memory.oom_control"))
-        stat = parse_flat_keyed(self.read("memory", "memory.stat"))
-        stats |= {f"stat.{k}": stat[k] for k in ("rss", "cache", "pgmajfault") if k in stat}
-        return stats | {f"oom_control.{k}": v for k, v in oom.items()}
+    def memory_stats(self) -> dict[str, int | None]:
+        """Peak usage and failcnt of the memory cgroup, its oom_kill count (memory.oom_control) and pgmajfault."""
+        stat, oom = (parse_flat_keyed(self.read("memory", f"memory.{n}")) for n in ("stat", "oom_control"))
+        return {n: int(self.read("memory", f"memory.{n}")) for n in ("max_usage_in_bytes", "failcnt")} | {
+            "oom_control.oom_kill": oom.get("oom_kill", 0), "stat.pgmajfault": stat.get("pgmajfault")}
 
     def oom_kills(self) -> int:
         """The kernel's oom_kill counter of the memory cgroup (not failcnt, which also counts reclaim)."""
@@ -116,6 +104,6 @@ class Sandbox:
                     directory.rmdir()
                 except OSError:
                     time.sleep(0.05)  # its last processes are still leaving
-            if directory.exists():
-                self.notes.append(f"could not remove {directory}")
+        if left := [str(d) for d in self.dirs.values() if d.exists()]:
+            print(f"bench: could not remove {', '.join(left)}", file=sys.stderr)
         self.dirs.clear()

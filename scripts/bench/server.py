@@ -17,8 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from scripts.bench.client import HOST, Upload, exchange, series, statuses
-from scripts.bench.measure import MemorySampler, cpu_seconds, group_members, in_mb, stats
+from scripts.bench.client import HOST, Job, Upload, background, exchange, statuses
+from scripts.bench.measure import MB, MemorySampler, in_mb, stats
 from scripts.bench.sandbox import UNLIMITED, Sandbox, parse_flat_keyed
 from slimserve import paths
 
@@ -32,13 +32,6 @@ UNREACHED_RATE_LIMITS = {f"SLIMSERVE_RATE_LIMIT_{g}": "1000000/minute" for g in 
 ACCESS_FORMAT = '%(h)s "%(m)s %(U)s" %(s)s %(B)s %(D)sus rid=%({x-request-id}o)s'
 _ACCESS = re.compile(r'"[A-Z]+ (?P<path>\S+)[^"]*" (?P<status>\d{3}) \S+ (?:(?P<us>\d+)us)?')
 NOTABLE = ("ERROR", "WARNING", "CRITICAL", "Traceback", "Killed", "signal", "Booting worker", "TIMEOUT", "memory")
-
-
-def free_port() -> int:
-    """A loopback TCP port that is free right now."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return sock.getsockname()[1]
 
 
 @functools.cache
@@ -75,37 +68,14 @@ class Server:
     log: Path
     proc: subprocess.Popen | None = None
     started: float = 0.0
+    restarts: int = 0  # by the reliability run, after the server died
 
     def start(self) -> None:
         """Spawn the server; the child joins the sandbox before exec, so every import is charged and throttled."""
         with self.log.open("ab") as log:
             self.started = time.monotonic()
             self.proc = subprocess.Popen(self.argv, cwd=REPO, env={**os.environ, **self.env}, stdout=log, stderr=log,
-                                         stdin=subprocess.DEVNULL, start_new_session=True,
-                                         preexec_fn=self.sandbox.join if self.sandbox.active else None)
-
-    def pids(self) -> list[int]:
-        """The server's processes: its memory cgroup's, or without cgroups its process group."""
-        return self.sandbox.pids() if self.sandbox.active else group_members(self.proc.pid)
-
-    def cpu(self) -> float:
-        """CPU seconds used so far (with cgroups: since the sandbox was made, exited processes included)."""
-        charged = self.sandbox.cpu_seconds()
-        return charged if charged is not None else cpu_seconds(self.pids())
-
-    def wait_200(self, method: str, path: str, upload: Upload | None, deadline: float) -> tuple[float | None, str]:
-        """Retry until a 200, the deadline or the server's exit: (when, or None, and what was seen last)."""
-        seen = "no answer"
-        while (remaining := deadline - time.monotonic()) > 0 and self.proc.poll() is None:
-            reply = exchange(self.port, method, path, upload, timeout=min(remaining, 60.0))
-            if reply.status == 200:
-                return time.monotonic(), "ok"
-            seen = reply.status if isinstance(reply.status, str) else f"HTTP {reply.status} {reply.body[:120]!r}"
-            time.sleep(0.05)
-        if self.proc.poll() is None:
-            return None, f"timeout ({seen})"
-        oom = self.sandbox.oom_kills()  # the OOM killer may take the master too
-        return None, f"exited with {self.proc.returncode}" + (f" after {oom} OOM kill(s)" if oom else "")
+                                         stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=self.sandbox.join)
 
     def stop(self) -> int | None:
         """SIGTERM its process group (quota lifted: a throttled shutdown only slows us), SIGKILL what lingers."""
@@ -113,26 +83,23 @@ class Server:
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.proc.pid, sig)  # the group this server's leader made: only processes it started
-            deadline = time.monotonic() + 30.0
-            while (self.proc.poll() is None or group_members(self.proc.pid)) and time.monotonic() < deadline:
+            deadline = time.monotonic() + 30.0  # a killed process leaves the cgroup a moment after it exits
+            while (self.proc.poll() is None or self.sandbox.pids()) and time.monotonic() < deadline:
                 time.sleep(0.05)
-        for _ in range(100):  # a killed process leaves the cgroup a moment later
-            if not self.sandbox.pids():
-                break
-            time.sleep(0.05)
         return self.proc.returncode
 
     def timed(self, path: str, uploads: list[Upload], count: int, pause: float = 0.0, access_log: bool = True,
               warmup: int = 3) -> dict:
         """Sequential POSTs after `warmup` unmeasured ones (first-use work is not a per-request cost): client ms,
         the answers' inference_ms, gunicorn's own ms, server CPU ms per request."""
-        series(self.port, path, uploads, warmup)
-        offset, cpu = self.log.stat().st_size, self.cpu()
-        found = series(self.port, path, uploads, count, pause)
-        ok = [o for o in found if o.status == 200]
+        job = Job("series", path, tuple(uploads), pause, 60.0, warmup)
+        background(self.port, [job._replace(pause=0.0)], seconds=150.0)
+        offset, cpu = self.log.stat().st_size, self.sandbox.cpu_seconds()
+        found = background(self.port, [job._replace(count=count)], seconds=150.0)["series"]
+        cpu, ok = self.sandbox.cpu_seconds() - cpu, [o for o in found if o.status == 200]
         out = {"client_ms": stats([o.ms for o in ok], 2), "statuses": statuses(found),
                "inference_ms": stats([o.inference_ms for o in ok if o.inference_ms is not None], 2),
-               "cpu_ms_per_request": round((self.cpu() - cpu) * 1000 / len(found), 3) if found else None}
+               "cpu_ms_per_request": round(cpu * 1000 / len(found), 3) if found else None}
         settle = time.monotonic() + 2.0  # gunicorn writes the access line just after the answer
         while access_log and time.monotonic() < settle:
             server_ms = [ms for p, s, ms in access_log_lines(log_lines(self.log, offset)) if p == path and s == 200]
@@ -143,26 +110,42 @@ class Server:
         return out
 
 
-def slimserve(port: int, sandbox: Sandbox, log: Path, model_path: Path = BUNDLED, repository: str = "",
-              env: dict[str, str] | None = None, app: str | None = None, runtime: str = "onnx") -> Server:
-    """The deploy gunicorn on loopback (µs access log); `app` replaces its WSGI app (the bare reference)."""
+def slimserve(label: str, workdir: Path, cpu_quota_us: int | None, memory_limit: int | None, model: Path = BUNDLED,
+              repository: str = "", env: dict | None = None, app: str | None = None, runtime: str = "onnx") -> Server:
+    """The deploy gunicorn on a free loopback port (µs access log) in a sandbox of its own, logging to
+    `workdir`/`label`.log; `app` replaces its WSGI app (the bare reference)."""
+    with socket.socket() as sock:
+        sock.bind((HOST, 0))
+        port = sock.getsockname()[1]  # free right now
     argv = [str(Path(sys.executable).parent / "gunicorn"), "-c", "scripts/deploy/gunicorn.conf.py", "--bind",
             f"{HOST}:{port}", "--access-logformat", ACCESS_FORMAT, *([app] if app else [])]
     # No compiling in the envelope (a missing .onnx fails fast); MODEL_REPOSITORY "" serves MODEL_PATH alone.
-    base = {"PORT": str(port), "MODEL_PATH": str(model_path), "MODEL_REPOSITORY": repository,
+    base = {"PORT": str(port), "MODEL_PATH": str(model), "MODEL_REPOSITORY": repository,
             "SLIMSERVE_RUNTIME": runtime, "SLIMSERVE_AUTO_COMPILE": "0", **UNREACHED_RATE_LIMITS}
-    return Server(argv, {**base, **(env or {})}, port, sandbox, log)
+    box = Sandbox(f"slimserve-bench-{os.getpid()}-{label}", cpu_quota_us, memory_limit)
+    return Server(argv, {**base, **(env or {})}, port, box, workdir / f"{label}.log")
 
 
 def cold_starts(server: Server, steps: list[tuple[str, str, str, Upload | None]], timeout: float) -> dict:
-    """Seconds from spawn to the first 200 of each (label, method, path, body) in turn, and CPU seconds by then."""
+    """Seconds from spawn to the first 200 of each (label, method, path, body) in turn, and CPU seconds by then;
+    each retried until a 200, the limit or the server's exit."""
     out: dict = {"limit": timeout}
     for label, method, path, upload in steps:
-        at, out["observed"] = server.wait_200(method, path, upload, server.started + timeout)
-        out[label] = None if at is None else round(at - server.started, 3)
-        out[f"cpu_seconds_at_{label}"] = None if at is None else round(server.cpu(), 3)
-        if at is None:
+        seen = "no answer"
+        while (left := server.started + timeout - time.monotonic()) > 0 and server.proc.poll() is None:
+            reply = exchange(server.port, method, path, upload, timeout=min(left, 60.0))
+            if reply.status == 200:
+                break
+            seen = reply.status if isinstance(reply.status, str) else f"HTTP {reply.status} {reply.body[:120]!r}"
+            time.sleep(0.05)
+        else:  # no 200
+            oom = server.sandbox.oom_kills()  # the OOM killer may take the master too
+            out["observed"] = f"timeout ({seen})" if server.proc.poll() is None else \
+                f"exited with {server.proc.returncode}" + (f" after {oom} OOM kill(s)" if oom else "")
+            out[label] = out[f"cpu_seconds_at_{label}"] = None
             break
+        out[label], out["observed"] = round(time.monotonic() - server.started, 3), "ok"
+        out[f"cpu_seconds_at_{label}"] = round(server.sandbox.cpu_seconds(), 3)
     out["outcome"] = out["observed"].split(" ")[0]  # ok, timeout or exited
     return out
 
@@ -174,16 +157,16 @@ def serving(server: Server, facts: dict, cache_extra: tuple[Path, ...] = ()) -> 
     byte_compile()
     box.create()
     facts.update(command=shlex.join([*(f"{k}={v}" for k, v in server.env.items()), *server.argv]),
-                 files_uncached=drop_cache(*cache_extra), limits={"cpu_quota_us": box.cpu_quota_us, "memory_mb":
-                 box.memory_limit and box.memory_limit >> 20, "enforced": box.active, "notes": box.notes})
+                 files_uncached=drop_cache(*cache_extra))
+    facts["limits"] = {"cpu_quota_us": box.cpu_quota_us, "memory_mb": box.memory_limit and box.memory_limit >> 20}
     server.start()
     try:
-        with MemorySampler(server.pids) as sampler:
+        with MemorySampler(box.pids) as sampler:
             yield sampler
             counters = box.memory_stats()  # the cgroup's peak also holds reclaimable page cache
             facts["memory"] = {**{f"peak_{k}_mb": v for k, v in in_mb(sampler.peak).items()},
-                               "cgroup_peak_mb": round(counters.get("max_usage_in_bytes", 0) / 2**20, 1) or None,
-                               **{k: counters.get(k) for k in ("failcnt", "oom_control.oom_kill", "stat.pgmajfault")}}
+                               "cgroup_peak_mb": round(counters["max_usage_in_bytes"] / MB, 1),
+                               **{k: counters[k] for k in ("failcnt", "oom_control.oom_kill", "stat.pgmajfault")}}
         facts["cpu_stat"] = parse_flat_keyed(box.read("cpu", "cpu.stat"))  # throttled periods and time
     finally:
         facts["exit_code"] = server.stop()

@@ -8,18 +8,16 @@ import csv
 import json
 import os
 import re
-import signal
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Upload, load_samples
-from scripts.bench.report import bar_chart, goal_lines, judge, pick, ratio, start_report, write
-from scripts.bench.sandbox import CFS_PERIOD_US, TENTH_VCPU, Sandbox
+from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, write
+from scripts.bench.sandbox import CFS_PERIOD_US, TENTH_VCPU
 from slimserve.errors import UnprocessableEntity
 from slimserve.manifest import Feature, load_manifest
 from slimserve.tabular import build_table_schema
@@ -42,8 +40,7 @@ NOTES = ["gunicorn_ms: gunicorn's own request time (access log %(D)s), parsed he
          "slimserve with every bundled model against mlflow serving heart_failure alone."]
 
 
-@dataclass(frozen=True)
-class ModelPayloads:
+class ModelPayloads(NamedTuple):
     """One model's bodies per route: 1-row bodies to cycle through and one 1,000-row body."""
 
     singles: dict[str, list[Upload]]
@@ -90,13 +87,6 @@ def accepted(features: list[Feature], rows: list[list[Any]]) -> list[int]:
     return keep
 
 
-def body(route: str, columns: list[str], rows: list[list[Any]]) -> Upload:
-    """MLflow's dataframe_split JSON for /invocations, slimserve's {"records": [...]} for /predict."""
-    data = {"dataframe_split": {"columns": columns, "data": rows}} if route == "invocations" else {
-        "records": [dict(zip(columns, row, strict=True)) for row in rows]}
-    return Upload(json.dumps(data).encode(), "application/json", f"{len(rows)} row(s)")
-
-
 def build_payloads(name: str, features: list[Feature], bulk: int = 1000, singles: int = 20,
                    data: Path = srv.SHARED_DATA) -> ModelPayloads:
     """Bodies from the model's real data: up to `singles` different 1-row bodies and one `bulk`-row body."""
@@ -110,8 +100,14 @@ def build_payloads(name: str, features: list[Feature], bulk: int = 1000, singles
     if not (rows := [parsed[i] for i in accepted(features, parsed)]):
         raise ValueError(f"{name}: no usable rows in {path}")
     columns = [f.name for f in features]
-    return ModelPayloads({r: [body(r, columns, [row]) for row in rows[:singles]] for r in ROUTES},
-                         {r: body(r, columns, [rows[i % len(rows)] for i in range(bulk)]) for r in ROUTES},
+
+    def body(route: str, rows: list[list[Any]]) -> Upload:  # MLflow's dataframe_split, slimserve's records
+        data = {"dataframe_split": {"columns": columns, "data": rows}} if route == "invocations" else {
+            "records": [dict(zip(columns, row, strict=True)) for row in rows]}
+        return Upload(json.dumps(data).encode(), "application/json", f"{len(rows)} row(s)")
+
+    return ModelPayloads({r: [body(r, [row]) for row in rows[:singles]] for r in ROUTES},
+                         {r: body(r, [rows[i % len(rows)] for i in range(bulk)]) for r in ROUTES},
                          len(rows), len(records) - len(rows))
 
 
@@ -123,15 +119,14 @@ def sizes(server: srv.Server, path: str, singles: list[Upload], bulk: Upload, re
 
 def all_models(args: argparse.Namespace, payloads: dict[str, ModelPayloads], xray: Upload, workdir: Path) -> dict:
     """Every model in 0.1 vCPU + the memory limit: cold start and memory; then each model's series on a full core."""
-    sandbox = Sandbox(f"slimserve-tabular-{os.getpid()}", TENTH_VCPU, args.memory_limit_mb << 20)
-    server = srv.slimserve(srv.free_port(), sandbox, workdir / "all.log", srv.BUNDLED, str(srv.MODELS))
+    server = srv.slimserve("all", workdir, TENTH_VCPU, args.memory_limit_mb << 20, srv.BUNDLED, str(srv.MODELS))
     out: dict = {}
     with srv.serving(server, out):
         out["cold_start_s"] = srv.cold_starts(server, [
             ("first_ready_200", "GET", "/ready", None), ("first_xray_200", "POST", "/predict", xray),
             ("first_tabular_200", "POST", HEART, payloads["heart_failure"].singles["invocations"][0])], 120.0)
         if out["cold_start_s"]["outcome"] == "ok":
-            sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
+            server.sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
             out["full_core"] = {name: {route: sizes(server, f"/models/{name}/{route}", p.singles[route], p.bulk[route],
                                                     args.repeats) for route in ROUTES} for name, p in payloads.items()}
     return out
@@ -164,16 +159,13 @@ def save_mlflow_model(folder: Path) -> dict:
 
 def contender(label: str, args: argparse.Namespace, heart: ModelPayloads, workdir: Path, model_dir: Path) -> dict:
     """One server without limits (cgroups for accounting only) answering heart_failure, measured alone."""
-    sandbox, port, log = Sandbox(f"slimserve-mlflow-{os.getpid()}-{label}", None, None), srv.free_port(), \
-        workdir / f"{label}.log"
-    server, path, out = srv.slimserve(port, sandbox, log, srv.BUNDLED, str(srv.MODELS)), HEART, {}
+    server, path, out = srv.slimserve(label, workdir, None, None, srv.BUNDLED, str(srv.MODELS)), HEART, {}
     if label == "mlflow":  # `mlflow models serve` execs `uvicorn` by name: the venv goes first on PATH
         venv = Path(sys.executable).parent
         argv = [str(venv / "mlflow"), "models", "serve", "-m", str(model_dir), "--env-manager", "local", "--host",
-                HOST, "--port", str(port), "--workers", "1"]
-        server = srv.Server(argv, {**MLFLOW_OFFLINE, "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}"}, port, sandbox,
-                            log)
-        path = "/invocations"
+                HOST, "--port", str(server.port), "--workers", "1"]
+        env = {**MLFLOW_OFFLINE, "PATH": f"{venv}{os.pathsep}{os.environ['PATH']}"}
+        server, path = srv.Server(argv, env, server.port, server.sandbox, server.log), "/invocations"
     with srv.serving(server, out, (model_dir,)):
         out["cold_start_s"] = srv.cold_starts(server, [("first_invocation_200", "POST", path,
                                                         heart.singles["invocations"][0])], 120.0)
@@ -187,7 +179,7 @@ def goals(report: dict) -> dict[str, Any]:
     """Every goal of the issue with its value and pass/fail."""
     env, versus = report["all_models"], pick(report, "mlflow", "ratios") or {}
     memory = {f"whole_server_{k}": pick(env, "memory", k) for k in ("peak_pss_mb", "peak_rss_mb", "cgroup_peak_mb")}
-    out = judge(memory, dict.fromkeys(memory, GOALS["memory_mb"]), valid=env["limits"]["enforced"])
+    out = judge(memory, dict.fromkeys(memory, GOALS["memory_mb"]))
     for route, size in ((route, size) for route in ROUTES for size in SIZES):
         per_model = {m: pick(r, route, size, "gunicorn_ms", "p50") for m, r in env.get("full_core", {}).items()}
         worst = max(((v, m) for m, v in per_model.items() if v is not None), default=(None, None))
@@ -202,19 +194,19 @@ def goals(report: dict) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the phases, write the JSON and the chart, print the goals."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--with-mlflow", action="store_true", help="also `mlflow models serve`, one server at a time")
-    parser.add_argument("--repeats", type=int, default=200, help="1-row requests per series (1,000 rows: a quarter)")
-    parser.add_argument("--memory-limit-mb", type=int, default=256, help="of the all-models run (128: the goal)")
+    parser = options(__doc__, {
+        "--with-mlflow": (False, "also `mlflow models serve`, one server at a time"),
+        "--repeats": (200, "1-row requests per series (1,000 rows: a quarter)"),
+        "--memory-limit-mb": (256, "of the all-models run (128: the goal)"),
+        "--out": (srv.REPO / "artifacts" / "bench" / "tabular.json", "the JSON report (the chart beside it)")})
     parser.add_argument("--save-mlflow-model", type=Path, help=argparse.SUPPRESS)  # the child that imports mlflow
-    parser.add_argument("--out", type=Path, default=srv.REPO / "artifacts" / "bench" / "tabular.json")
     args = parser.parse_args(argv)
     if args.save_mlflow_model:  # in a child, so the benchmark itself never maps sklearn/mlflow pages
         print(json.dumps(save_mlflow_model(args.save_mlflow_model)))
         return 0
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwind: stop the servers, remove the cgroups
+    report = start_report(srv.REPO)
     payloads = {name: build_payloads(name, features) for name, features in tabular_manifests(srv.MODELS).items()}
-    report = start_report(srv.REPO) | {"notes": NOTES, "repeats": args.repeats, "rows": {
+    report |= {"notes": NOTES, "repeats": args.repeats, "rows": {
         n: {"usable": p.rows_available, "skipped": p.rows_skipped} for n, p in payloads.items()}}
     with tempfile.TemporaryDirectory(prefix="slimserve-tabular-") as tmp:
         print("tabular: every model in the envelope …", file=sys.stderr, flush=True)
