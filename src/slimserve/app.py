@@ -5,9 +5,11 @@ from __future__ import annotations
 import logging
 import re
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from flask import Flask, g, request
+from werkzeug.routing import Rule
 
 from slimserve import config as settings
 from slimserve import jsonio, ratelimit
@@ -21,9 +23,29 @@ from slimserve.service import PredictionService
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
+class LazyBuilderRule(Rule):
+    """A werkzeug Rule whose URL builders are generated at their first use instead of at registration.
+
+    werkzeug generates and compiles two builders (Python code, for `url_for`) per route when it is added:
+    ~13 ms of CPU for our ~24 routes, 0.13 s of cold start at 0.1 vCPU, though only the HTML pages build
+    URLs, long after start-up. The rule's matching regex is still compiled at registration.
+    """
+
+    def _compile_builder(self, append_unknown: bool = True) -> Callable[..., tuple[str, str]]:
+        compiled: list[Callable[..., tuple[str, str]]] = []
+
+        def build(rule: Rule, **values: Any) -> tuple[str, str]:
+            if not compiled:  # two threads may both compile; the builders are the same
+                compiled.append(Rule._compile_builder(rule, append_unknown))
+            return compiled[0](rule, **values)
+
+        return build
+
+
 def create_app(config: dict[str, Any] | None = None) -> Flask:
     """Create the app: defaults, then environment, then `config` overrides; models start loading."""
     app = Flask("slimserve", static_folder=None)
+    app.url_rule_class = LazyBuilderRule  # url_for's builders compiled at first use, not for every route now
     app.config.from_mapping(settings.from_env())
     if config:
         app.config.update(config)

@@ -47,7 +47,7 @@ def init_app(app: Flask) -> None:
             runtime.observers.append(observe)
     metrics = app.extensions.get("slimserve.metrics")
     if metrics is not None:
-        metrics.registry.register(drift_collector(registry, monitors, thresholds))
+        metrics.add_collector(lambda: drift_collector(registry, monitors, thresholds))
     app.extensions["slimserve.drift"]["store"] = _persistence(app, store_choice, monitors)
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from flask import Blueprint, current_app
-from prometheus_client.core import GaugeMetricFamily
 
 from slimserve.drift.monitor import STATUSES, DriftMonitor, Thresholds
 from slimserve.drift.schemas import DriftReportSchema
@@ -38,6 +37,8 @@ def drift_collector(models: ModelRegistry, monitors: dict[str, DriftMonitor], th
 
     class DriftCollector:
         def collect(self):
+            from prometheus_client.core import GaugeMetricFamily  # built with the other metrics, on first need
+
             psi = GaugeMetricFamily("slimserve_drift_psi", "PSI of the window against the training reference",
                                     labels=["model", "version", "feature"])
             p_value = GaugeMetricFamily("slimserve_drift_p_value", "Chi-square two-sample p-value vs reference",
