@@ -18,7 +18,7 @@ from slimserve import create_app
 from slimserve.config import from_env
 from slimserve.errors import PayloadTooLarge, ServiceUnavailable, UnprocessableEntity, UnsupportedMediaType
 from slimserve.image_budget import MAX_ANCILLARY_CHUNKS, MAX_JPEG_HEADER_SEGMENTS, MAX_JPEG_SCANS, MAX_PNG_CHUNKS
-from slimserve.imaging import ImageLimits, checked_image, decode_slot, image_to_input, preprocess
+from slimserve.imaging import DecodeSlot, ImageLimits, checked_image, image_to_input, preprocess
 from slimserve.manifest import ImageContract
 from tests.conftest import SAMPLES, image_bytes, needs_shared
 
@@ -153,14 +153,14 @@ def test_decodes_run_one_at_a_time(monkeypatch):
     running, most = [0], [0]
     lock = threading.Lock()
 
-    def slow_preprocess(image, contract):
+    def slow_preprocess(image, contract, orientation=None):
         with lock:
             running[0] += 1
             most[0] = max(most[0], running[0])
         time.sleep(0.05)
         with lock:
             running[0] -= 1
-        return preprocess(image, contract)
+        return preprocess(image, contract, orientation)
 
     monkeypatch.setattr("slimserve.imaging.preprocess", slow_preprocess)
     limits = ImageLimits(decode_wait_seconds=10)
@@ -174,7 +174,7 @@ def test_a_request_waits_briefly_then_gets_503_busy_with_retry_after(client):
     held, release = threading.Event(), threading.Event()
 
     def hold_the_slot():
-        with decode_slot(1):
+        with DecodeSlot(1):
             held.set()
             release.wait(10)
 

@@ -10,7 +10,7 @@ from slimserve.paths import BUNDLED_MODEL, BUNDLED_MODELS
 
 # The decode budget. The container has 256 MB; gunicorn's master plus one worker with every model loaded
 # take ~122 MB RSS (../shared/FACTS.md); a 10 MB upload is held twice (werkzeug's part and our bytes).
-# That leaves ~114 MB, of which 80 MB may go to the one decode at a time (imaging.decode_slot) and the
+# That leaves ~114 MB, of which 80 MB may go to the one decode at a time (imaging.DecodeSlot) and the
 # rest is headroom for allocator fragmentation and the other threads' small requests. The 80 MB must hold
 # every copy the pipeline makes (decoded image, colour conversion, transpose, crop), which
 # image_budget.working_bytes counts.

@@ -19,6 +19,7 @@ class OnnxRuntime:
         self.options = options
         self._session = None
         self._input_name = ""
+        self._output_names: list[str] = []
 
     def load(self) -> None:
         """Create the inference session with a thread setup that suits a tiny CPU quota."""
@@ -42,6 +43,7 @@ class OnnxRuntime:
         except Exception as exc:  # onnxruntime raises its own untyped errors
             raise ModelConfigError(f"cannot load {path.name}: {exc}") from None
         self._input_name = session.get_inputs()[0].name
+        self._output_names = [output.name for output in session.get_outputs()]
         # Tabular (skl2onnx) graphs also output the label; ask only for the probabilities.
         wanted = self.manifest.onnx.get("probabilities_output")
         self._outputs = [wanted] if wanted else [session.get_outputs()[0].name]
@@ -59,5 +61,5 @@ class OnnxRuntime:
         """Every output of the graph by name (probability, and e.g. `ood_distance` and `cam`) for an image batch."""
         if self._session is None:
             raise RuntimeError("runtime not loaded")
-        names = [output.name for output in self._session.get_outputs()]
+        names = self._output_names  # read once at load: get_outputs() builds new objects on every call
         return dict(zip(names, self._session.run(names, {self._input_name: batch}), strict=True))
