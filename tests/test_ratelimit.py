@@ -14,7 +14,7 @@ from flask import g, request
 
 from slimserve import create_app, ratelimit_counters
 from slimserve.config import from_env
-from slimserve.ratelimit import client_key
+from slimserve.ratelimit import client_key, parse_limits
 from tests.conftest import image_bytes, write_fake_model, write_fake_tabular_model
 from tests.test_http_errors import assert_error
 
@@ -127,18 +127,45 @@ def test_counting_in_memory_starts_no_thread_per_request(client, monkeypatch):
     started = []
     monkeypatch.setattr(threading.Thread, "start", lambda thread: started.append(thread))
     for _ in range(3):
-        time.sleep(0.02)  # limits' own memory storage starts a timer thread when hits are >10 ms apart
+        time.sleep(0.02)  # limits' memory storage (used before) started a timer thread when hits were >10 ms apart
         assert client.get("/version", environ_base={"REMOTE_ADDR": CLIENT}).status_code in (200, 429)
     assert started == []
 
 
 def test_expired_memory_counters_are_swept_on_a_later_hit(monkeypatch):
-    storage = ratelimit_counters.SweptMemoryStorage()
-    storage.incr("gone", expiry=0.01)
-    time.sleep(0.02)
-    monkeypatch.setattr(storage, "_next_sweep", 0.0)  # the sweep interval has passed
-    storage.incr("new", expiry=60)
-    assert "gone" not in storage.storage and storage.storage["new"] == 1
+    counters = ratelimit_counters.MemoryCounters()
+    counters.incr("gone", 1)
+    assert counters.incr("kept", 60) == (1, pytest.approx(time.time() + 60, abs=1))
+    monkeypatch.setattr(ratelimit_counters.time, "time", lambda: 10.0**10)  # far later
+    monkeypatch.setattr(counters, "_next_sweep", 0.0)  # the sweep interval has passed
+    assert counters.incr("new", 60)[0] == 1
+    assert set(counters.counts) == {"new"}  # both windows had ended: swept
+
+
+def test_a_window_counts_until_it_ends_then_starts_again(monkeypatch):
+    now = [1000.0]
+    monkeypatch.setattr(ratelimit_counters.time, "time", lambda: now[0])
+    counters = ratelimit_counters.Counters("memory://")
+    limit = parse_limits("2/minute")[0]
+    assert [counters.hit(limit, "ip:a", "predict") for _ in range(3)] == [0, 0, 60]
+    now[0] += 45
+    assert counters.hit(limit, "ip:a", "predict") == 15  # seconds left in the window
+    assert counters.hit(limit, "ip:b", "predict") == 0  # another client, its own window
+    now[0] += 15
+    assert counters.hit(limit, "ip:a", "predict") == 0  # a new window
+
+
+@pytest.mark.parametrize(("text", "limits"), [
+    ("60/minute", ["60 per 1 minute"]), ("5 per second; 100/2 hours", ["5 per 1 second", "100 per 2 hour"]),
+    ("10/Day,3|month", None), ("1/hours | 2/2 years", ["1 per 1 hour", "2 per 2 year"]),
+    ("sixty a minute", None), ("5/fortnight", None), ("", None)])
+def test_limits_in_the_limits_notation(text, limits):
+    if limits is None:
+        with pytest.raises(ValueError, match="not a rate limit"):
+            parse_limits(text)
+    else:
+        assert [str(limit) for limit in parse_limits(text)] == limits
+    assert parse_limits("2/3 minutes")[0].seconds == 180
 
 
 @pytest.mark.parametrize(("principal", "key"), [("key-a", "principal:key-a"),
@@ -158,10 +185,11 @@ def test_switched_off_nothing_is_limited(model_path, fake_runtimes):
     assert "slimserve.limiter" not in app.extensions
 
 
-def test_switched_off_limits_is_never_imported():
+def test_switched_off_the_counters_are_never_imported():
     code = ("import sys; from flask import Flask; import slimserve.app; from slimserve import config, ratelimit; "
             "app = Flask('x'); app.config.update(config.from_env({'SLIMSERVE_RATE_LIMIT_ENABLED': 'false'})); "
-            "ratelimit.init_app(app); print(sorted(m for m in ('flask_limiter', 'limits') if m in sys.modules))")
+            "ratelimit.init_app(app); "
+            "print(sorted(m for m in ('slimserve.ratelimit_counters', 'redis') if m in sys.modules))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert done.stdout.strip() == "[]"  # start-up pays nothing for a feature that is off
 
@@ -171,7 +199,7 @@ import io, sys
 from slimserve import create_app
 from tests.conftest import image_bytes
 app = create_app({"RATE_LIMIT_PREDICT": "2/minute", "LOAD_ASYNC": False})
-at_start = "limits" in sys.modules
+at_start = "slimserve.ratelimit_counters" in sys.modules
 client = app.test_client()
 statuses, loaded = [], []
 for _ in range(3):
@@ -183,7 +211,7 @@ print("RESULT", at_start, loaded, statuses[0] != 429, statuses[1] != 429, status
 """
 
 
-def test_start_up_does_not_import_limits_the_first_request_loads_it_and_is_counted():
+def test_start_up_does_not_build_the_counters_the_first_request_loads_them_and_is_counted():
     done = subprocess.run([sys.executable, "-c", START_UP_THEN_THREE_REQUESTS], capture_output=True, text=True,
                           timeout=120, check=True)
     result = next(line for line in done.stdout.splitlines() if line.startswith("RESULT"))
@@ -247,33 +275,31 @@ def test_settings_come_from_the_environment():
 
 
 def test_a_failing_shared_storage_is_retried_after_a_growing_back_off(monkeypatch):
-    from limits import parse_many
-
     class Flaky:
-        """A shared strategy that fails until `up`, then allows everything."""
+        """A shared store that fails until `up`, then counts 1."""
 
         def __init__(self) -> None:
             self.up, self.calls = False, 0
 
-        def hit(self, *_args) -> bool:
+        def incr(self, key: str, seconds: int) -> tuple[int, float]:
             self.calls += 1
             if not self.up:
                 raise ConnectionError("redis is down")
-            return True
+            return 1, time.time() + seconds
 
     now = [1000.0]
     monkeypatch.setattr(ratelimit_counters.time, "monotonic", lambda: now[0])
     counters = ratelimit_counters.Counters("memory://")
     counters.shared = flaky = Flaky()
-    item = parse_many("2/minute")[0]
-    assert [counters.hit(item, "ip:a", "predict") for _ in range(2)] == [0, 0]  # counted in memory meanwhile
+    limit = parse_limits("2/minute")[0]
+    assert [counters.hit(limit, "ip:a", "predict") for _ in range(2)] == [0, 0]  # counted in memory meanwhile
     assert flaky.calls == 1  # tried once, then left alone for the back-off (1 s)
     now[0] += 1.0
-    counters.hit(item, "ip:a", "predict")
+    counters.hit(limit, "ip:a", "predict")
     assert flaky.calls == 2  # tried again, failed again: next wait is 2 s
     now[0] += 1.0
-    counters.hit(item, "ip:a", "predict")
+    counters.hit(limit, "ip:a", "predict")
     assert flaky.calls == 2
     now[0] += 1.0
     flaky.up = True
-    assert counters.hit(item, "ip:a", "predict") == 0 and flaky.calls == 3  # back in the shared storage
+    assert counters.hit(limit, "ip:a", "predict") == 0 and flaky.calls == 3  # back in the shared storage

@@ -19,7 +19,7 @@ import io, json, sys
 from pathlib import Path
 from slimserve import create_app
 app = create_app({"LOAD_ASYNC": False, "MODEL_REPOSITORY": ""})
-deferred = ("prometheus_client", "limits", "apispec", "slimserve.payloads", "slimserve.schemas")
+deferred = ("prometheus_client", "slimserve.ratelimit_counters", "apispec", "slimserve.payloads", "slimserve.schemas")
 print("AT_START", sorted(m for m in deferred if m in sys.modules))
 from marshmallow.validate import Email
 print("EMAIL_REGEX", type(Email.USER_REGEX).__name__, Email.USER_REGEX._compiled is None)

@@ -1,4 +1,4 @@
-"""Per-client rate limits (the `limits` library): a budget per route group, keyed by principal or client IP.
+"""Per-client rate limits: a fixed-window budget per route group, keyed by principal or client IP.
 
 A 429 here means *this client* sent too much. It is not overload protection: shedding load when the
 server itself is busy is a 503 elsewhere, so no limit here is global.
@@ -15,6 +15,7 @@ import logging
 import re
 import threading
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -34,14 +35,40 @@ GROUPS = {**dict.fromkeys(PREDICT_ENDPOINTS, "RATE_LIMIT_PREDICT"),
 log = logging.getLogger(__name__)
 _EXTENSION = "slimserve.limiter"
 _DEFERRED = "slimserve.limiter_deferred"
-# The grammar of `limits.parse_many` ("60/minute", "10 per second; 100/2 hours"), so a typo stops the
-# start-up without importing `limits` (~25 ms CPU) before the first prediction.
-_ONE = r"\s*[0-9]+\s*(?:/|\s*per\s*)\s*(?:[0-9]+)?\s*(?:hour|minute|second|day|month|year)s?\s*"
+# The `limits` notation (which Flask-Limiter and MLflow's users know): "60/minute", "10 per second; 100/2 hours".
+PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400, "month": 2_592_000, "year": 31_104_000}
+_ONE = r"\s*([0-9]+)\s*(?:/|\s*per\s*)\s*([0-9]+)?\s*(second|minute|hour|day|month|year)s?\s*"
+_ONE_LIMIT = re.compile(_ONE, re.IGNORECASE)
 _LIMITS = re.compile(rf"^{_ONE}(?:[,;|]{_ONE})*$", re.IGNORECASE)
-# The storages we ship clients for (limits[redis]); anything else would fail on first use, so it fails now.
+# The storages we have counters for (ratelimit_counters); anything else would fail on first use, so it fails now.
 STORAGE_SCHEMES = frozenset({"memory", "redis", "rediss", "redis+unix"})
 # A Redis that stops answering must not hold requests: fail fast, then the in-memory fallback takes over.
 _REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
+
+
+@dataclass(frozen=True)
+class Limit:
+    """`amount` requests per `multiples` × `period`."""
+
+    amount: int
+    multiples: int
+    period: str
+
+    @property
+    def seconds(self) -> int:
+        """The window's length."""
+        return self.multiples * PERIODS[self.period]
+
+    def __str__(self) -> str:
+        return f"{self.amount} per {self.multiples} {self.period}"
+
+
+def parse_limits(text: str) -> list[Limit]:
+    """`"5/second;100/hour"` → its limits; ValueError if the text is not in the notation."""
+    if not _LIMITS.match(text):
+        raise ValueError(f"not a rate limit like 60/minute: {text!r}")
+    found = (_ONE_LIMIT.fullmatch(part) for part in re.split(r"[,;|]", text))
+    return [Limit(int(m[1]), int(m[2] or 1), m[3].lower()) for m in found if m]
 
 
 def init_app(app: Flask) -> None:
@@ -75,27 +102,26 @@ def init_app(app: Flask) -> None:
 class DeferredLimiter:
     """Each limited view counts its request before it runs; the counters load after the first one is answered.
 
-    Importing `limits` costs ~25 ms of CPU (~0.25 s at 0.1 vCPU), all of it before the first prediction if
-    done at start-up. Here the first limited request of a process is served unchecked and recorded; the
-    counters load after its response is sent (or at the next limited request, whichever comes first) and
-    count the recorded hit in the same bucket. A budget of at least one request per window is therefore
-    unchanged; only a breach by the very first request of a process is noticed one request late.
-    The check is `limits`' fixed-window strategy called directly (~10 µs): Flask-Limiter's request-side
-    machinery around the same call cost 0.3–0.5 ms of CPU per prediction, which at 0.1 vCPU is 3–5 ms.
+    A Redis storage means importing the Redis client (~25 ms of CPU, ~0.25 s at 0.1 vCPU), all of it before
+    the first prediction if done at start-up. So the first limited request of a process is served unchecked
+    and recorded; the counters load after its response is sent (or at the next limited request, whichever
+    comes first) and count the recorded hit in the same bucket. A budget of at least one request per window
+    is therefore unchanged; only a breach by the very first request of a process is noticed one request late.
+    The check itself is a dict increment (a Redis script with Redis): ~5 µs. Flask-Limiter's request-side
+    machinery around the same counting cost 0.3–0.5 ms of CPU per prediction, which at 0.1 vCPU is 3–5 ms.
     """
 
     def __init__(self, app: Flask, storage: str) -> None:
         self._app = app
         self._storage = storage
         self._lock = threading.Lock()
-        self._rules: dict[str, tuple[str, str]] = {}  # endpoint → (limit text, bucket)
-        self._items: dict[str, tuple[list[Any], str]] = {}  # endpoint → (parsed limits, bucket), once loaded
+        self._rules: dict[str, tuple[list[Limit], str]] = {}  # endpoint → (limits, bucket)
         self._pending: list[tuple[str, str]] | None = []  # (endpoint, client key) served before loading
         self.counters: Any = None
 
-    def wrap(self, endpoint: str, view: Callable, limit: str, scope: str) -> Callable:
-        """The view, checked against `limit` in bucket `scope` (counted later for the very first request)."""
-        self._rules[endpoint] = (limit, scope)
+    def wrap(self, endpoint: str, view: Callable, limits: list[Limit], scope: str) -> Callable:
+        """The view, checked against `limits` in bucket `scope` (counted later for the very first request)."""
+        self._rules[endpoint] = (limits, scope)
 
         @functools.wraps(view)
         def limited(*args: Any, **kwargs: Any) -> Any:
@@ -107,11 +133,11 @@ class DeferredLimiter:
 
     def check(self, endpoint: str) -> None:
         """Count this request against each limit of `endpoint`; TooManyRequests at the first one it exceeds."""
-        items, scope = self._items[endpoint]
+        limits, scope = self._rules[endpoint]
         key = client_key()
-        for item in items:
-            if retry_after := self.counters.hit(item, key, scope):
-                raise TooManyRequests(f"rate limit of {item} exceeded: retry after the number of seconds in "
+        for limit in limits:
+            if retry_after := self.counters.hit(limit, key, scope):
+                raise TooManyRequests(f"rate limit of {limit} exceeded: retry after the number of seconds in "
                                       "Retry-After", retry_after=retry_after)
 
     def _defer(self, endpoint: str) -> bool:
@@ -129,31 +155,28 @@ class DeferredLimiter:
         return response
 
     def load(self) -> None:
-        """Import `limits`, build the counters and parse every limit, then count the hits served before."""
+        """Build the counters (a Redis client for a Redis storage), then count the hits served before."""
         with self._lock:
             if self.counters is not None:
                 return
-            from limits import parse_many
-
             from slimserve.ratelimit_counters import Counters
 
             counters = Counters(self._storage, _REDIS_OPTIONS)
-            self._items = {endpoint: (parse_many(limit), scope) for endpoint, (limit, scope) in self._rules.items()}
             for endpoint, key in self._pending or ():
-                items, scope = self._items[endpoint]
-                for item in items:
-                    counters.hit(item, key, scope)
+                limits, scope = self._rules[endpoint]
+                for limit in limits:
+                    counters.hit(limit, key, scope)
             self._pending = None
             self._app.extensions[_EXTENSION] = self
             self.counters = counters
 
 
-def _checked(cfg: Any, key: str) -> str:
-    """The limit string, checked now so a typo stops the start-up instead of failing every request."""
-    value = cfg[key]
-    if not _LIMITS.match(value):
-        raise ValueError(f"{SETTINGS[key][0]} is not a rate limit like 60/minute: {value!r}")
-    return value
+def _checked(cfg: Any, key: str) -> list[Limit]:
+    """The limits of setting `key`, parsed now so a typo stops the start-up instead of failing every request."""
+    try:
+        return parse_limits(cfg[key])
+    except ValueError:
+        raise ValueError(f"{SETTINGS[key][0]} is not a rate limit like 60/minute: {cfg[key]!r}") from None
 
 
 def client_key() -> str:

@@ -1,78 +1,96 @@
-"""Fixed-window counters (the `limits` library): in the process, or in Redis with a fallback to the process.
+"""Fixed-window rate-limit counters: in this process, or in Redis (shared by instances) with a fallback here.
 
-Imported only once rate limits are on and the first limited request has been answered (see `ratelimit`).
+A fixed window is one counter per (client, bucket, limit) that starts at the first request and expires
+after the limit's period: an increment and an expiry, in a dict or in one Redis script. This is the whole
+of what we used of the `limits` library, whose import (asyncio, wrapt, deprecated: 25-50 ms of CPU) landed
+right after the first answer, and whose in-process storage we had to subclass through a private hook.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 import threading
 import time
 from typing import Any
 
-from limits import RateLimitItem
-from limits.storage import MemoryStorage, storage_from_string
-from limits.strategies import FixedWindowRateLimiter
+from slimserve.ratelimit import Limit
 
-SWEEP_SECONDS = 10.0
 PREFIX = "slimserve"
+SWEEP_SECONDS = 10.0
 BACKOFF_SECONDS = (1.0, 60.0)  # first and longest wait before a failed shared storage is tried again
 log = logging.getLogger(__name__)
 
 
-class SweptMemoryStorage(MemoryStorage):
-    """limits' `memory://` storage whose expired counters are swept on the request path, not by a timer.
+class MemoryCounters:
+    """Counters in this process; expired ones are swept on the request path every SWEEP_SECONDS at most."""
 
-    The parent starts a new 10 ms `threading.Timer` on every hit that finds the last one finished, i.e. on
-    every request when they are more than 10 ms apart: ~0.3 ms CPU each on our VMs, more than the check
-    itself, and at 0.1 vCPU ten times that in latency. Expired counters are already ignored when read;
-    the sweep only frees the memory of clients that never come back, every `SWEEP_SECONDS` at most.
+    def __init__(self) -> None:
+        self.counts: dict[str, list[float]] = {}  # key → [count, expires at (time.time())]
+        self._lock = threading.Lock()
+        self._next_sweep = time.monotonic() + SWEEP_SECONDS
+
+    def incr(self, key: str, seconds: int) -> tuple[int, float]:
+        """Count one hit in `key`'s window (a new one if it has expired): the count, and when the window ends."""
+        now = time.time()
+        with self._lock:
+            entry = self.counts.get(key)
+            if entry is None or entry[1] <= now:
+                entry = self.counts[key] = [0, now + seconds]
+            entry[0] += 1
+            if time.monotonic() >= self._next_sweep:  # frees the counters of clients that never came back
+                self._next_sweep = time.monotonic() + SWEEP_SECONDS
+                for stale in [k for k, (_, ends) in self.counts.items() if ends <= now]:
+                    del self.counts[stale]
+            return int(entry[0]), entry[1]
+
+
+class RedisCounters:
+    """Counters in Redis, shared by every instance: INCR and, for a new window, EXPIRE, in one atomic script."""
+
+    SCRIPT = """
+    local count = redis.call('INCR', KEYS[1])
+    if count == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end
+    return {count, redis.call('PTTL', KEYS[1])}
     """
 
-    def __init__(self, uri: str | None = None, wrap_exceptions: bool = False, **options: str) -> None:
-        super().__init__(uri, wrap_exceptions=wrap_exceptions, **options)
-        self.timer.cancel()  # the parent starts one at construction
-        self._next_sweep = time.monotonic() + SWEEP_SECONDS
-        self._sweeping = threading.Lock()
+    def __init__(self, uri: str, options: dict[str, Any]) -> None:
+        import redis  # only for a Redis storage
 
-    # limits 5.8 calls this (name-mangled) hook on every hit; the pinned version is tested for it.
-    def _MemoryStorage__schedule_expiry(self) -> None:
-        now = time.monotonic()
-        if now >= self._next_sweep and self._sweeping.acquire(blocking=False):
-            try:
-                self._next_sweep = now + SWEEP_SECONDS
-                self._MemoryStorage__expire_events()
-            finally:
-                self._sweeping.release()
+        # `limits` spelled a Unix socket redis+unix://; the client calls it unix://.
+        self.client = redis.Redis.from_url(re.sub(r"^redis\+unix://", "unix://", uri), **options)
+        self.script = self.client.register_script(self.SCRIPT)
+
+    def incr(self, key: str, seconds: int) -> tuple[int, float]:
+        """Count one hit in `key`'s window: the count, and when the window ends."""
+        count, ttl_ms = self.script(keys=[key], args=[seconds])
+        return int(count), time.time() + max(int(ttl_ms), 0) / 1000
 
 
 class Counters:
-    """One count per (client, bucket, limit) and window, in `uri`'s storage; while a shared storage fails
-    (Redis down or unreachable), in this process, and the shared one is tried again with a growing back-off."""
+    """The counters a limiter uses: `uri`'s storage; while a shared one fails (Redis down or unreachable), this
+    process's, and the shared one is tried again after a growing back-off."""
 
     def __init__(self, uri: str, options: dict[str, Any] | None = None) -> None:
-        self.memory = FixedWindowRateLimiter(SweptMemoryStorage())
-        shared = None if uri.startswith("memory:") else storage_from_string(uri, **(options or {}))
-        self.shared = None if shared is None else FixedWindowRateLimiter(shared)
+        self.memory = MemoryCounters()
+        self.shared = None if uri.startswith("memory:") else RedisCounters(uri, options or {})
         self._retry_at, self._backoff = 0.0, BACKOFF_SECONDS[0]
 
-    def hit(self, item: RateLimitItem, key: str, scope: str) -> int:
-        """Count one request; 0 if it is within `item`, else the seconds until its window resets (≥ 1)."""
-        strategy = self.shared if self.shared is not None and time.monotonic() >= self._retry_at else self.memory
+    def hit(self, limit: Limit, key: str, bucket: str) -> int:
+        """Count one request; 0 if it is within `limit`, else the seconds until its window resets (≥ 1)."""
+        name = f"{PREFIX}/{key}/{bucket}/{limit.amount}/{limit.multiples}/{limit.period}"
+        store = self.shared if self.shared is not None and time.monotonic() >= self._retry_at else self.memory
         try:
-            allowed = strategy.hit(item, PREFIX, key, scope)
-            if strategy is self.shared:
-                self._backoff = BACKOFF_SECONDS[0]  # it answered: the next failure waits the shortest time again
-            if allowed:
-                return 0
-            reset_at = strategy.get_window_stats(item, PREFIX, key, scope).reset_time
+            count, ends = store.incr(name, limit.seconds)
         except Exception:  # any storage failure: a prediction must never become a 500
-            if strategy is self.memory:
+            if store is self.memory:
                 raise
             log.warning("rate limits: the shared storage failed; counting in this process for %.0f s",
                         self._backoff, exc_info=True)
             self._retry_at = time.monotonic() + self._backoff
             self._backoff = min(self._backoff * 2, BACKOFF_SECONDS[1])
-            return self.hit(item, key, scope)
-        return min(item.get_expiry(), max(1, math.ceil(reset_at - time.time())))
+            return self.hit(limit, key, bucket)
+        if store is self.shared:
+            self._backoff = BACKOFF_SECONDS[0]  # it answered: the next failure waits the shortest time again
+        return 0 if count <= limit.amount else min(limit.seconds, max(1, math.ceil(ends - time.time())))
