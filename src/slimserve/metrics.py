@@ -9,6 +9,7 @@ first scrape, whichever comes first) and every recorded request is counted in th
 
 from __future__ import annotations
 
+import gc
 import threading
 import time
 from collections.abc import Callable
@@ -76,6 +77,9 @@ class RequestMetrics:
                     built.record(*observation)
                 self._pending, self._collectors = None, []
                 self.prometheus = built
+                # What was just imported and built lives as long as the process: out of every later collection,
+                # as the worker does after importing the app (scripts/deploy/gunicorn.conf.py, post_worker_init).
+                gc.freeze()
         return self.prometheus
 
     def model_of(self, view_args: dict | None, endpoint: str | None) -> tuple[str, str]:
