@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scripts.bench.client import file_part, form
-from scripts.bench.envelope import parse_variant, summarize
+from scripts.bench.envelope import compare_blocks, parse_variant, summarize
 from scripts.bench.measure import parse_smaps_rollup, stats
 from scripts.bench.report import judge, pick, ratio, table
 from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed
@@ -194,6 +194,17 @@ def test_envelope_report_folds_cold_starts_compares_with_bare_and_judges_the_goa
     assert {k: g["pass"] for k, g in report["goals"].items()} == {
         "peak_pss_mb": True, "peak_rss_mb": False, "cold_start_s": False, "p50_ms": True, "cold_start_ratio": True,
         "cpu_over_bare_ms": True}
+
+
+def test_side_by_side_blocks_are_compared_pair_by_pair():
+    # The machine slows down in the third block: both sides move, the pair's difference does not.
+    blocks = {"slimserve": [5.5, 5.6, 11.0, 5.4], "bare": [5.0, 5.0, 10.4, 5.0]}
+    found = compare_blocks(blocks)
+    assert found["over_bare"] == pytest.approx(0.55)  # median of 0.5, 0.6, 0.6, 0.4
+    assert found["over_bare_range"] == [pytest.approx(0.4), pytest.approx(0.6)]
+    assert found["slimserve"] == pytest.approx(5.55) and found["bare"] == pytest.approx(5.0)
+    with pytest.raises(ValueError):
+        compare_blocks({"slimserve": [1.0], "bare": []})  # unpaired blocks are a bug, not a figure
 
 
 @pytest.mark.parametrize(("text", "name", "env"), [
