@@ -303,3 +303,9 @@ def test_a_failing_shared_storage_is_retried_after_a_growing_back_off(monkeypatc
     now[0] += 1.0
     flaky.up = True
     assert counters.hit(limit, "ip:a", "predict") == 0 and flaky.calls == 3  # back in the shared storage
+
+
+def test_a_redis_unix_socket_uri_reaches_the_client_as_a_socket_path():
+    counters = ratelimit_counters.RedisCounters("redis+unix:///run/redis/redis.sock?db=2", {"socket_timeout": 0.5})
+    kwargs = counters.client.connection_pool.connection_kwargs  # built without connecting
+    assert kwargs["path"] == "/run/redis/redis.sock" and kwargs["db"] == 2 and kwargs["socket_timeout"] == 0.5
