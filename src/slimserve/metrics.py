@@ -32,6 +32,7 @@ class RequestMetrics:
     def __init__(self, app: Flask) -> None:
         self._app = app
         self._lock = threading.Lock()
+        self._build_lock = threading.Lock()
         self._pending: list[Observation] | None = []
         self._collectors: list[Callable[[], Any]] = []  # factories of extra collectors (drift)
         self.in_flight = 0
@@ -63,7 +64,9 @@ class RequestMetrics:
 
     def build(self) -> Any:
         """Import prometheus_client, build the metric objects and count what was recorded (idempotent)."""
-        with self._lock:
+        if self.prometheus is not None:
+            return self.prometheus
+        with self._build_lock:  # one builder; requests ending meanwhile still record (they need only `_lock`)
             if self.prometheus is None:
                 from slimserve.prometheus_metrics import AppMetrics
                 from slimserve.views.context import git_commit
@@ -71,12 +74,13 @@ class RequestMetrics:
                 with self._app.app_context():
                     built = AppMetrics(self._app.extensions["slimserve.registry"], git_commit(),
                                        lambda: self.in_flight)
-                for factory in self._collectors:
-                    built.registry.register(factory())
-                for observation in self._pending:
-                    built.record(*observation)
-                self._pending, self._collectors = None, []
-                self.prometheus = built
+                with self._lock:  # the hand-over: nothing recorded before is missed, nothing after is pending
+                    for factory in self._collectors:
+                        built.registry.register(factory())
+                    for observation in self._pending:
+                        built.record(*observation)
+                    self._pending, self._collectors = None, []
+                    self.prometheus = built
                 # What was just imported and built lives as long as the process: out of every later collection,
                 # as the worker does after importing the app (scripts/deploy/gunicorn.conf.py, post_worker_init).
                 gc.freeze()
