@@ -33,7 +33,6 @@ EXEMPT = frozenset({"health.health", "health.ready", "health.ping", "models.mode
 GROUPS = {**dict.fromkeys(PREDICT_ENDPOINTS, "RATE_LIMIT_PREDICT"),
           **dict.fromkeys(INVOCATIONS_ENDPOINTS, "RATE_LIMIT_INVOCATIONS")}
 log = logging.getLogger(__name__)
-_EXTENSION = "slimserve.limiter"
 _DEFERRED = "slimserve.limiter_deferred"
 # The `limits` notation (which Flask-Limiter and MLflow's users know): "60/minute", "10 per second; 100/2 hours".
 PERIODS = {"second": 1, "minute": 60, "hour": 3600, "day": 86_400, "month": 2_592_000, "year": 31_104_000}
@@ -167,7 +166,6 @@ class DeferredLimiter:
                 for limit in limits:
                     counters.hit(limit, key, scope)
             self._pending = None
-            self._app.extensions[_EXTENSION] = self
             self.counters = counters
 
 
