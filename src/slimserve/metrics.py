@@ -31,6 +31,7 @@ class RequestMetrics:
 
     def __init__(self, app: Flask) -> None:
         self._app = app
+        self._models = app.extensions["slimserve.registry"]  # built before the hooks: looked up once, not per request
         self._lock = threading.Lock()
         self._build_lock = threading.Lock()
         self._pending: list[Observation] | None = []
@@ -72,7 +73,7 @@ class RequestMetrics:
                 from slimserve.views.context import git_commit
 
                 with self._app.app_context():
-                    built = AppMetrics(self._app.extensions["slimserve.registry"], git_commit(),
+                    built = AppMetrics(self._models, git_commit(),
                                        lambda: self.in_flight)
                 with self._lock:  # the hand-over: nothing recorded before is missed, nothing after is pending
                     for factory in self._collectors:
@@ -89,10 +90,9 @@ class RequestMetrics:
     def model_of(self, view_args: dict | None, endpoint: str | None) -> tuple[str, str]:
         """Model name and version for the labels: only a served model's name, else ""."""
         name = (view_args or {}).get("name")
-        models = self._app.extensions["slimserve.registry"]
         if name is None and endpoint in _DEFAULT_MODEL_ENDPOINTS:
-            name = models.default_name
-        entry = models.entries.get(name) if name else None
+            name = self._models.default_name
+        entry = self._models.entries.get(name) if name else None
         return (name, entry.manifest.version) if entry else ("", "")
 
 
