@@ -207,17 +207,17 @@ class BufferingWorker(ThreadWorker):
             with self._lock:
                 self.inflight -= 1
                 self.counters.done()
-        keepalive = not fs.cancelled() and fs.exception() is None and fs.result()[0]
-        if not keepalive or not self.alive or conn.passthrough:
+        if fs.cancelled() or fs.exception() is not None or not fs.result()[0] or not self.alive or conn.passthrough:
             return self._drop(conn, registered=False)
         conn.reset(conn.buffer.leftover)
+        pipelined = conn.buffer.state != "reading"  # before _watch: after it the loop may dispatch this socket too
         try:
             conn.sock.setblocking(False)
             self._watch(conn)
         except (OSError, ValueError, KeyError):
             return self._drop(conn, registered=False)
-        if conn.buffer.state != "reading":  # a pipelined request arrived whole with the previous one
-            self._advance(conn, had_head=False)
+        if pipelined:
+            self._advance(conn, had_head=False)  # a request arrived whole with the previous one
 
     def _reply(self, conn: Conn, status: int, code: str, retry_after: int | None = None,
                registered: bool = True, drain: bool = False) -> None:
