@@ -240,6 +240,18 @@ def test_limits_leave_room_for_ordinary_metadata():
     image_to_input(encoded(Image.new("L", (64, 64), 90), "JPEG", progressive=True), CONTRACT)
 
 
+def test_a_baseline_jpeg_with_repeated_scans_is_refused_after_its_one_scan():
+    # Scans are counted only where libjpeg decodes scan by scan (progressive): a single-scan baseline file
+    # that repeats its scan is not counted, and the decoder stops at the second scan as corrupt.
+    data = noise_jpeg(64, 64)
+    last, end = data.rfind(b"\xff\xda"), data.rfind(b"\xff\xd9")
+    flood = data[:last] + data[last:end] * (MAX_JPEG_SCANS + 1) + data[end:]
+    checked_image(flood, CONTRACT, ImageLimits())  # the structure check passes without counting them
+    with pytest.raises(UnprocessableEntity) as caught:
+        image_to_input(flood, CONTRACT)
+    assert caught.value.code == "corrupt_image"
+
+
 def palette_png() -> bytes:
     """A palette PNG whose tRNS gives every entry its own alpha (Pillow warns when converting it)."""
     image = Image.new("P", (64, 64), 3)

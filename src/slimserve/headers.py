@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask, g, request
 
 # JSON answers load nothing and may be framed by no one.
 API_CSP = "default-src 'none'; frame-ancestors 'none'; base-uri 'none'"
@@ -17,27 +17,31 @@ PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 's
 
 
 def init_app(app: Flask) -> None:
-    """Add the headers in an after_request hook."""
+    """Add the headers (and echo the request id) in one after_request hook."""
     html_csp = PAGE_CSP
     trusted_proxy = app.config.get("TRUSTED_PROXIES", 0) > 0  # the proxy that also sets X-Forwarded-Proto
     origins = {o.strip().rstrip("/") for o in (app.config.get("CORS_ORIGINS") or "").split(",") if o.strip()}
 
     @app.after_request
     def _headers(response):
-        headers = response.headers
-        headers["Content-Security-Policy"] = html_csp if response.mimetype == "text/html" else API_CSP
-        headers["Referrer-Policy"] = "no-referrer"
-        headers["X-Frame-Options"] = "DENY"
+        req, headers = request._get_current_object(), response.headers  # one context lookup, not one per use
+        headers["X-Request-ID"] = g.get("request_id", "")
+        headers.setdefault("Cache-Control", "no-store")
+        # Nothing else sets these: added, not searched for and replaced.
+        headers.extend((("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"),
+                        ("X-Frame-Options", "DENY"),
+                        ("Content-Security-Policy", html_csp if response.mimetype == "text/html" else API_CSP)))
         # Behind Render's proxy the app sees plain HTTP; only a proxy we trust may tell us it was HTTPS.
-        if request.is_secure or (trusted_proxy and request.headers.get("X-Forwarded-Proto") == "https"):
+        if req.is_secure or (trusted_proxy and req.headers.get("X-Forwarded-Proto") == "https"):
             headers["Strict-Transport-Security"] = HSTS
-        origin = request.headers.get("Origin", "")
-        if origins and origin in origins:
-            headers["Access-Control-Allow-Origin"] = origin
-            headers["Access-Control-Expose-Headers"] = "X-Request-ID, WWW-Authenticate, Retry-After"
-            headers.add("Vary", "Origin")
-            if request.method == "OPTIONS":
-                headers["Access-Control-Allow-Methods"] = "GET, POST"
-                headers["Access-Control-Allow-Headers"] = CORS_HEADERS
-                headers["Access-Control-Max-Age"] = "600"
+        if origins:
+            origin = req.headers.get("Origin", "")
+            if origin in origins:
+                headers["Access-Control-Allow-Origin"] = origin
+                headers["Access-Control-Expose-Headers"] = "X-Request-ID, WWW-Authenticate, Retry-After"
+                headers.add("Vary", "Origin")
+                if req.method == "OPTIONS":
+                    headers["Access-Control-Allow-Methods"] = "GET, POST"
+                    headers["Access-Control-Allow-Headers"] = CORS_HEADERS
+                    headers["Access-Control-Max-Age"] = "600"
         return response

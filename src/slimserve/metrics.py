@@ -111,13 +111,13 @@ def init_app(app: Flask) -> RequestMetrics:
         started = g.pop("metrics_started", None)
         if started is None:
             return response
-        rule = request.url_rule
+        req, status = request._get_current_object(), response.status_code  # one context lookup for all
+        rule = req.url_rule
         route = rule.rule if rule is not None else UNMATCHED
-        model, version = metrics.model_of(request.view_args, request.endpoint)
-        method = request.method if request.method in _METHODS else "OTHER"
-        code = g.get("error_code") if response.status_code >= 400 else None
-        observation = (route, method, model, version, str(response.status_code), time.perf_counter() - started,
-                       code)
+        model, version = metrics.model_of(req.view_args, req.endpoint)
+        method = req.method if req.method in _METHODS else "OTHER"
+        code = g.get("error_code") if status >= 400 else None
+        observation = (route, method, model, version, str(status), time.perf_counter() - started, code)
         if metrics.leave(observation):
             response.call_on_close(metrics.build)  # after the body is sent: the answer does not wait for it
         return response

@@ -96,23 +96,21 @@ def init_app(app: Flask) -> None:
     app.wsgi_app = HashInput(app.wsgi_app)
     app.extensions["slimserve.audit_loop"] = loop_recorder(app, sink)
 
-    @app.before_request
-    def _start() -> None:
-        g.audit_started = time.perf_counter()
-
     @app.after_request
     def _record(response):
-        if request.method != "POST" or request.endpoint not in PREDICTION_ENDPOINTS:
+        req = request._get_current_object()  # one context lookup, not one per use
+        if req.method != "POST" or req.endpoint not in PREDICTION_ENDPOINTS:
             return response
         entry = prediction_target()
-        hashing = request.environ.get("slimserve.hashing_input")
+        hashing = req.environ.get("slimserve.hashing_input")
+        started = g.get("started")  # set by the request-id hook, the first of all
         record = build_record(
             request_id=g.get("request_id", ""), principal=g.get("principal"),
             model=entry.manifest.name if entry else None, model_version=entry.manifest.version if entry else None,
-            route=request.url_rule.rule if request.url_rule else None, status=response.status_code,
-            latency_ms=(time.perf_counter() - g.get("audit_started", time.perf_counter())) * 1000,
+            route=req.url_rule.rule if req.url_rule else None, status=response.status_code,
+            latency_ms=(time.perf_counter() - started) * 1000 if started is not None else None,
             input_sha256=hashing.hexdigest() if hashing else None,
-            patient=patient_ref(audit_key, request.headers.get("X-Patient-ID")))
+            patient=patient_ref(audit_key, req.headers.get("X-Patient-ID")))
         try:
             submit(sink, record)
         except Exception:  # the audit must never fail a prediction; the log says it could not be written

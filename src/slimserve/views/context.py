@@ -6,7 +6,7 @@ import functools
 import subprocess
 from typing import TYPE_CHECKING
 
-from flask import current_app, request
+from flask import current_app, g, request
 
 from slimserve.paths import REPO_ROOT
 from slimserve.registry import ModelEntry, ModelRegistry
@@ -37,20 +37,27 @@ def service() -> PredictionService:
 def body_limit(entry: ModelEntry) -> int:
     """The largest request body the model's routes read: sized from the row limit for tabular models."""
     return current_app.extensions["slimserve.body_limits"][entry.manifest.name]
+
+
 def prediction_target() -> ModelEntry | None:
     """The model the current prediction request reaches (as the service resolves it); None if none."""
+    if "prediction_target" in g:  # access control asks before the view, the audit after it
+        return g.prediction_target
     from slimserve.errors import SlimserveError
     from slimserve.service import MLFLOW, RECORDS
     from slimserve.views.predict import INVOCATIONS_ENDPOINTS, PREDICTION_ENDPOINTS
 
-    if request.method != "POST" or request.endpoint not in PREDICTION_ENDPOINTS:
-        return None  # a CORS preflight (OPTIONS) carries no credentials and runs no model
-    try:
-        fmt = MLFLOW if request.endpoint in INVOCATIONS_ENDPOINTS else RECORDS
-        args = request.view_args or {}
-        return service().resolve(args.get("name"), request.mimetype, fmt, args.get("version"))
-    except SlimserveError:
-        return None  # an unknown model: the route answers 404 (or 400) itself
+    req = request._get_current_object()
+    entry = None
+    if req.method == "POST" and req.endpoint in PREDICTION_ENDPOINTS:  # not a CORS preflight, which runs nothing
+        try:
+            fmt = MLFLOW if req.endpoint in INVOCATIONS_ENDPOINTS else RECORDS
+            args = req.view_args or {}
+            entry = service().resolve(args.get("name"), req.mimetype, fmt, args.get("version"))
+        except SlimserveError:
+            pass  # an unknown model: the route answers 404 (or 400) itself
+    g.prediction_target = entry
+    return entry
 
 
 def git_commit() -> str | None:

@@ -91,7 +91,7 @@ def image_answer(result: Prediction, filename: str | None) -> dict[str, Any]:
 
 def flag(name: str) -> bool:
     """A true/false query parameter (absent: false); anything else, an empty value too, is a 400."""
-    if name not in request.args:
+    if not request.environ.get("QUERY_STRING") or name not in request.args:  # most requests have no query
         return False
     value = request.args[name].lower()
     if value not in _FLAGS:
