@@ -13,9 +13,8 @@ import pytest
 
 from scripts.bench.client import file_part, form
 from scripts.bench.envelope import compare_blocks, parse_variant, summarize
-from scripts.bench.measure import parse_smaps_rollup, stats
 from scripts.bench.report import judge, pick, ratio, table
-from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed
+from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed, parse_smaps_rollup, stats
 from scripts.bench.server import access_log_lines
 
 pytestmark = pytest.mark.bench

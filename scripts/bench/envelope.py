@@ -17,9 +17,8 @@ from pathlib import Path
 
 from scripts.bench import server as srv
 from scripts.bench.client import Job, Upload, background, load_samples, statuses
-from scripts.bench.measure import in_mb, stats
 from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, table, write
-from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU
+from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU, in_mb, process_memory, stats
 
 BARE_APP = "scripts.bench.bare_app:app"
 GOALS = {"peak_pss_mb": 128.0, "peak_rss_mb": 128.0, "cold_start_s": 3.0, "p50_ms": 150.0,
@@ -94,13 +93,13 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
                            args.model_repository, spec.env, spec.app, spec.runtime)
     uploads = [u._replace(headers=spec.headers) for u in uploads]
     out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
-    with srv.serving(server, out) as sampler:
+    with srv.serving(server, out):
         out["cold_start_s"] = srv.cold_starts(server, [("first_health_200", "GET", "/health", None), (
             "first_predict_200", "POST", "/predict", uploads[0])], spec.timeout)
         out["outcome"] = out["cold_start_s"]["outcome"]
         if out["outcome"] != "ok":
             return out
-        out["memory_after_cold_start"] = in_mb(sampler.sample())
+        out["memory_after_cold_start"] = in_mb(process_memory(server.sandbox.pids()))
         if spec.requests:
             out["latency"] = server.timed("/predict", uploads, spec.requests)
             out["cpu_ms_per_predict"] = out["latency"]["cpu_ms_per_request"]

@@ -21,9 +21,8 @@ from pathlib import Path
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Job, Upload, background, exchange, in_processes, load_samples, statuses
 from scripts.bench.corpus import TABULAR, Case, corpus, hold_slow
-from scripts.bench.measure import MB, MemorySampler, stats
 from scripts.bench.report import goal_lines, judge, options, start_report, table, write
-from scripts.bench.sandbox import ENVELOPE_MEMORY, TENTH_VCPU, UNLIMITED
+from scripts.bench.sandbox import ENVELOPE_MEMORY, MB, TENTH_VCPU, UNLIMITED, sampling, stats
 from scripts.bench.tabular import build_payloads, tabular_manifests
 
 HEALTH_TIMEOUT = 5.0  # Render's health check gives up after 5 s
@@ -79,9 +78,9 @@ def measured(server: srv.Server, action: Callable[[], object]) -> tuple[object, 
     box = server.sandbox
     pids, oom, cpu = set(box.pids()), box.oom_kills(), box.cpu_seconds()
     box.write("memory", "memory.max_usage_in_bytes", 0)
-    with MemorySampler(box.pids, interval=0.1) as sampler:
+    with sampling(box.pids, interval=0.1) as peak:
         result = action()
-        row = {"server_cpu_s": round(box.cpu_seconds() - cpu, 3), "peak_pss_mb": round(sampler.peak["pss"] / MB, 1),
+        row = {"server_cpu_s": round(box.cpu_seconds() - cpu, 3), "peak_pss_mb": round(peak["pss"] / MB, 1),
                "cgroup_peak_mb": round(box.memory_stats()["max_usage_in_bytes"] / MB, 1)}
     row["settle"] = settle(server)  # _total: until idle again (a killed worker's replacement is charged too)
     row["oom_kills"], row["worker_restarted"] = box.oom_kills() - oom, set(box.pids()) != pids
