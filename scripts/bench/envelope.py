@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scripts.bench import server as srv
 from scripts.bench.client import Job, Upload, background, load_samples, statuses
-from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, table, write
+from scripts.bench.report import bar_chart, judge, options, pick, ratio, start_report, write
 from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU, in_mb, process_memory, stats
 
 BARE_APP = "scripts.bench.bare_app:app"
@@ -219,17 +219,12 @@ def main(argv: list[str] | None = None) -> int:
             report["paired_cpu"] = paired_cpu(args, uploads, Path(workdir))
     summarize(report)
     write(report, args.out)
-    runs = report["runs"]
     figures = {"peak PSS MB": ("memory", "peak_pss_mb"), "cold start s (1st)": ("cold_start_s", "first_predict_200"),
                "p50 ms": ("latency", "client_ms", "p50"), "CPU ms per /predict": ("cpu_ms_per_predict",)}
     goals = (GOALS["peak_pss_mb"], GOALS["cold_start_s"], GOALS["p50_ms"], None)
     bar_chart(args.out.with_suffix(".png"), "slimserve envelope: 0.1 vCPU + 256 MB unless named", [
-        (title, {k: pick(r, *keys) for k, r in runs.items()}, goal)
+        (title, {k: pick(r, *keys) for k, r in report["runs"].items()}, goal)
         for (title, keys), goal in zip(figures.items(), goals, strict=True)])
-    print("\n".join(table(["run", "outcome", *figures], [[k, r["outcome"], *(pick(r, *f) for f in figures.values())]
-                                                         for k, r in runs.items()])))
-    print("\n".join([f"cold start slimserve / bare: {report['cold_start_ratio']}, CPU ms per /predict: "
-                     f"{report['cpu_ms_per_predict']}, variants: {report['variants']}", *goal_lines(report["goals"])]))
     return 0
 
 

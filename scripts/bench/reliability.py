@@ -21,7 +21,7 @@ from pathlib import Path
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Job, Upload, background, exchange, in_processes, load_samples, statuses
 from scripts.bench.corpus import TABULAR, Case, corpus, hold_slow
-from scripts.bench.report import goal_lines, judge, options, start_report, table, write
+from scripts.bench.report import judge, options, start_report, write
 from scripts.bench.sandbox import ENVELOPE_MEMORY, MB, TENTH_VCPU, UNLIMITED, sampling, stats
 from scripts.bench.tabular import build_payloads, tabular_manifests
 
@@ -222,14 +222,8 @@ def is_5xx_failure(status: int | str) -> bool:
     return str(status).isdigit() and 500 <= int(status) <= 599 and int(status) != 503
 
 
-def markdown(report: dict) -> list[str]:
-    """The goals and the hostile corpus as markdown tables (the load and slow-client rows are in the JSON)."""
-    keys = ["name", "bytes", "status", "wall_ms", "server_cpu_s", "cgroup_peak_mb", "peak_pss_mb", "oom_kills"]
-    return [*goal_lines(report["goals"]), "", *table(keys, [[r.get(k) for k in keys] for r in report["corpus"]])]
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Every phase against one server (a second for the 429 run); write the JSON, print the tables."""
+    """Every phase against one server (a second for the 429 run); write the JSON, print the goals."""
     args = options(__doc__, OPTIONS).parse_args(argv)
     report, skip, uploads = start_report(srv.REPO), set(args.skip.split(",")), load_samples(srv.SAMPLES)
     rows = build_payloads("heart_failure", tabular_manifests(srv.MODELS)["heart_failure"]).singles["invocations"]
@@ -275,8 +269,6 @@ def main(argv: list[str] | None = None) -> int:
         "Latencies include unanswered requests at the client's timeout (/health: 5 s, as Render's check); load "
         "clients wait a 429/503's Retry-After; server_errors_5xx counts 500-599 except 503 everywhere."]
     write(report, args.out)
-    print("\n".join(markdown(report)))
-    print(f"\nwrote {args.out} in {report['seconds']} s")
     return 0
 
 

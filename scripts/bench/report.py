@@ -1,4 +1,4 @@
-"""What every benchmark report shares: machine facts, goals, the JSON file, a bar chart and markdown tables."""
+"""What every benchmark report shares: machine facts, goals, the JSON file (its goals printed) and a bar chart."""
 
 from __future__ import annotations
 
@@ -65,11 +65,12 @@ def start_report(repo: Path) -> dict[str, Any]:
 
 
 def write(report: dict[str, Any], out: Path) -> None:
-    """Add the run time and the machine's load and speed at the end, then write the JSON."""
+    """Add the run time and the machine's load and speed at the end, write the JSON and print the goals."""
     report["seconds"] = round(time.monotonic() - report.pop("started"), 1)
     report["machine"].update(loadavg_at_end=[round(x, 2) for x in os.getloadavg()], cpu_probe_ms_at_end=cpu_probe_ms())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(json.dumps(report["goals"], indent=1, default=str), f"\nwrote {out} in {report['seconds']} s")
 
 
 def pick(data: Any, *keys: str) -> Any:
@@ -94,24 +95,6 @@ def judge(values: dict[str, Any], limits: dict[str, float], at_least: Iterable[s
         met = (value >= limit if name in at_least else value <= limit) if isinstance(value, int | float) else None
         out[name] = {"value": value, "limit": limit, "pass": met}
     return out
-
-
-def goal_lines(goals: dict[str, dict[str, Any]]) -> list[str]:
-    """The goals as a markdown table."""
-    mark = {True: "pass", False: "**FAIL**", None: "n/a"}
-    return table(["goal", "value", "limit", "result"], [[n, g["value"], g.get("limit"), mark[g["pass"]]]
-                                                        for n, g in goals.items()])
-
-
-def table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    """A markdown table ('-' for missing values; lists and dicts written out)."""
-    def text(v: Any) -> str:
-        if isinstance(v, dict):
-            return ", ".join(f"{k}: {n}" for k, n in v.items())
-        return ", ".join(map(str, v)) if isinstance(v, list) else "-" if v is None else str(v)
-
-    cells = [[text(v).replace("|", "/") for v in row] for row in rows]
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in cells)]
 
 
 def bar_chart(path: Path, title: str, panels: list[tuple[str, dict[str, Any], float | None]]) -> None:

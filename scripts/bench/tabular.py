@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Upload, load_samples
-from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, write
+from scripts.bench.report import bar_chart, judge, options, pick, ratio, start_report, write
 from scripts.bench.sandbox import CFS_PERIOD_US, TENTH_VCPU
 from slimserve.errors import UnprocessableEntity
 from slimserve.manifest import Feature, load_manifest
@@ -230,7 +230,6 @@ def main(argv: list[str] | None = None) -> int:
         *((f"server p50 ms, /invocations {size}, 1 vCPU", {m.removeprefix("modelo_"): pick(
             r, "invocations", size, "gunicorn_ms", "p50") for m, r in full.items()}, GOALS[size]) for size in SIZES),
         ("mlflow / slimserve", pick(report, "mlflow", "ratios") or {}, GOALS["faster_x"])])
-    print("\n".join(goal_lines(report["goals"])))
     return 0
 
 
