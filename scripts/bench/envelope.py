@@ -34,6 +34,7 @@ NOTES = [
     "cpu_ms_per_predict is one series each; variants compare theirs with slimserve_envelope's (noisy). "
     "Throughput runs on one full core.",
 ]
+PACE, CLIENTS, PER_CLIENT = 0.3, 4, 150  # the paced series' pause (s); throughput's clients and requests each
 
 
 @dataclass(frozen=True)
@@ -48,8 +49,7 @@ class RunSpec:
     runtime: str = "onnx"
     env: dict[str, str] = field(default_factory=dict)  # a variant's overrides
     headers: tuple[tuple[str, str], ...] = ()
-    paced: float = 0.0  # > 0: a second series with this pause between requests
-    throughput: tuple[int, int] | None = None  # (clients, requests each), on one full core
+    full: bool = False  # also a paced series and throughput on one full core
     timeout: float = 120.0
 
 
@@ -64,8 +64,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 def plan(args: argparse.Namespace) -> list[RunSpec]:
     """Cold starts of slimserve and the bare app alternating (drift hits both alike), then the other runs."""
-    run = functools.partial(RunSpec, requests=args.requests, timeout=args.timeout)
-    runs = [run("slimserve_envelope", paced=args.pace, throughput=(args.threads, args.per_thread)),
+    run = functools.partial(RunSpec, requests=args.requests)
+    runs = [run("slimserve_envelope", full=True),
             run("bare_envelope", app=BARE_APP)]
     for n in range(2, args.cold_repeats + 1):  # the repeats measure the cold start only
         runs += [run(f"slimserve_envelope_cold_{n}", requests=0),
@@ -80,7 +80,7 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             env, headers = {**env, "SLIMSERVE_API_KEYS": created["entry"]}, (("X-API-Key", created["key"]),)
         runs.append(run(f"variant_{name}", env=env, headers=headers))
     if not args.skip_baseline:
-        tf = functools.partial(run, runtime="tensorflow", timeout=args.baseline_timeout)
+        tf = functools.partial(run, runtime="tensorflow", timeout=240.0)
         runs += [tf("tf_envelope"),  # stalls at the limit or is OOM-killed
                  tf("tf_0.1vcpu_nomemlimit", memory_limit=None, requests=min(args.requests, 20)),
                  tf("tf_unlimited", None, None)]
@@ -89,8 +89,8 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
 
 def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
     """One fresh server under `spec`: cold start, then the series it asks for."""
-    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path,
-                           args.model_repository, spec.env, spec.app, spec.runtime)
+    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path, "", spec.env,
+                           spec.app, spec.runtime)
     uploads = [u._replace(headers=spec.headers) for u in uploads]
     out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
     with srv.serving(server, out):
@@ -103,33 +103,29 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
         if spec.requests:
             out["latency"] = server.timed("/predict", uploads, spec.requests)
             out["cpu_ms_per_predict"] = out["latency"]["cpu_ms_per_request"]
-        if spec.requests and spec.paced:
-            out["latency_paced"] = server.timed("/predict", uploads, spec.requests, spec.paced)
-        if spec.throughput:
+        if spec.full:
+            out["latency_paced"] = server.timed("/predict", uploads, spec.requests, PACE)
             server.sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
-            clients, each = spec.throughput
-            jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=each) for n in range(clients)]
+            jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=PER_CLIENT) for n in range(CLIENTS)]
             began = time.monotonic()
             found = [o for runs in background(server.port, jobs, seconds=60.0).values() for o in runs]
             ok, seconds = [o.ms for o in found if o.status == 200], time.monotonic() - began
-            out["throughput"] = {"clients": clients, "requests_per_s": round(len(ok) / seconds, 2),
+            out["throughput"] = {"clients": CLIENTS, "requests_per_s": round(len(ok) / seconds, 2),
                                  "seconds": round(seconds, 2), "client_ms": stats(ok), "statuses": statuses(found)}
     return out
 
 
 def paired_cpu(args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
     """slimserve and the bare app side by side in the envelope, taking turns in blocks: CPU ms per /predict."""
-    servers = {"slimserve": srv.slimserve("paired_slimserve", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path,
-                                          args.model_repository),
-               "bare": srv.slimserve("paired_bare", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path,
-                                     args.model_repository, app=BARE_APP)}
+    servers = {name: srv.slimserve(f"paired_{name}", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path, app=app)
+               for name, app in (("slimserve", None), ("bare", BARE_APP))}
     out: dict = {"blocks": args.cpu_blocks, "requests_per_block": args.cpu_block_requests, "servers": {}}
     blocks: dict[str, list[float]] = {name: [] for name in servers}
     with contextlib.ExitStack() as stack:
         for name, server in servers.items():
             stack.enter_context(srv.serving(server, out["servers"].setdefault(name, {})))
         for name, server in servers.items():
-            started = srv.cold_starts(server, [("first_predict_200", "POST", "/predict", uploads[0])], args.timeout)
+            started = srv.cold_starts(server, [("first_predict_200", "POST", "/predict", uploads[0])], 120.0)
             if started["outcome"] != "ok":
                 return out | {"outcome": f"{name}: {started['observed']}"}
             server.timed("/predict", uploads, 1, access_log=False, warmup=5)  # first-use work is not per request
@@ -185,30 +181,25 @@ def difference(a: float | None, b: float | None) -> float | None:
 
 OPTIONS = {
     "--model-path": (srv.BUNDLED, "the .h5 (manifest and .onnx beside)"),
-    "--model-repository": ("", "MODEL_REPOSITORY (default: --model-path alone)"),
-    "--samples": (srv.SAMPLES, "folder of JPEG X-rays"), "--requests": (50, "back-to-back /predict per run"),
-    "--pace": (0.3, "pause (s) of the paced series (0: none)"), "--threads": (4, "concurrent clients for throughput"),
-    "--per-thread": (150, "requests per client for throughput"), "--timeout": (120.0, "cold-start limit (s)"),
+    "--requests": (50, "back-to-back /predict per run"),
+    "--cold-repeats": {"type": int, "default": 3, "choices": range(2, 10), "metavar": "2-9",
+                       "help": "cold starts of each of slimserve and the bare app (their median is judged)"},
     "--cpu-blocks": (10, "blocks per server in the side-by-side CPU comparison (0: none)"),
-    "--cpu-block-requests": (20, "back-to-back /predict per block"),
-    "--baseline-timeout": (240.0, "cold-start limit for TF (s)"), "--skip-baseline": (False, "no TensorFlow runs"),
+    "--cpu-block-requests": (20, "back-to-back /predict per block"), "--skip-baseline": (False, "no TensorFlow runs"),
+    "--variant": {"type": parse_variant, "action": "append", "default": [], "metavar": "NAME:ENV=VAL[,ENV=VAL]",
+                  "help": "an extra slimserve run with env overrides, reported as CPU ms per /predict vs the default "
+                          "(SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)"},
     "--out": (srv.REPO / "artifacts" / "bench" / "envelope.json", "the JSON report (the chart beside it)")}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every planned run, then write the JSON and the chart and print a summary."""
-    parser = options(__doc__, OPTIONS)
-    parser.add_argument("--cold-repeats", type=int, default=3, choices=range(2, 10), metavar="2-9",
-                        help="cold starts of each of slimserve and the bare app (their median is judged)")
-    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME:ENV=VAL[,ENV=VAL]",
-                        help="an extra slimserve run with env overrides, reported as CPU ms per /predict vs the "
-                             "default (SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)")
-    args = parser.parse_args(argv)
+    """Run every planned run, then write the JSON and the chart."""
+    args = options(__doc__, OPTIONS, argv)
     args.model_path = args.model_path.resolve()
     if not args.model_path.with_suffix(".onnx").is_file():
         raise SystemExit(f"envelope: need {args.model_path.with_suffix('.onnx')} (python -m slimserve compile)")
-    report, uploads = start_report(srv.REPO), load_samples(args.samples)
-    report.update(model=str(args.model_path), samples=[u.name for u in uploads], notes=NOTES, runs={})
+    uploads = load_samples(srv.SAMPLES)
+    report = start_report(model=str(args.model_path), samples=[u.name for u in uploads], notes=NOTES, runs={})
     with tempfile.TemporaryDirectory(prefix="slimserve-bench-") as workdir:
         for spec in plan(args):
             print(f"envelope: {spec.label} …", file=sys.stderr, flush=True)

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.sandbox import TENTH_VCPU, Sandbox
+from slimserve import paths
 
 PACKAGES = ("onnxruntime", "tensorflow-cpu", "tensorflow", "gunicorn", "flask", "numpy", "pillow", "marshmallow",
             "mlflow", "scikit-learn", "pandas", "uvicorn")
@@ -31,17 +32,20 @@ def cpu_probe_ms(loops: int = 2_000_000) -> float:
     return round((time.process_time() - started) * 1000, 1)
 
 
-def options(doc: str, flags: dict[str, tuple[Any, str]]) -> argparse.ArgumentParser:
-    """A command line of {--flag: (default, help)}: each option takes its default's type (False: a switch)."""
+def options(doc: str, flags: dict[str, Any], argv: list[str] | None) -> argparse.Namespace:
+    """Parse a command line of {--flag: (default, help) or add_argument's keywords}; a (default, help) option takes
+    its default's type (False: a switch)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    for flag, (default, text) in flags.items():
-        kind = {"action": "store_true"} if default is False else {"type": type(default), "default": default}
-        parser.add_argument(flag, help=text, **kind)
-    return parser
+    for flag, spec in flags.items():
+        if isinstance(spec, tuple):
+            kind = {"action": "store_true"} if spec[0] is False else {"type": type(spec[0]), "default": spec[0]}
+            spec = {**kind, "help": spec[1]}
+        parser.add_argument(flag, **spec)
+    return parser.parse_args(argv)
 
 
-def start_report(repo: Path) -> dict[str, Any]:
-    """A report holding the command and the machine: CPU, kernel, versions, commit, load and speed at start.
+def start_report(**facts: Any) -> dict[str, Any]:
+    """A report holding `facts`, the command and the machine: CPU, kernel, versions, commit, load and speed at start.
     Without usable cgroups it stops the benchmark; from here on SIGTERM unwinds the run (servers stopped, cgroups
     removed)."""
     probe = Sandbox(f"slimserve-probe-{os.getpid()}", TENTH_VCPU, None)
@@ -50,7 +54,8 @@ def start_report(repo: Path) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def git(*args: str) -> str | None:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(["git", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=10,
+                              check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -61,7 +66,7 @@ def start_report(repo: Path) -> dict[str, Any]:
         "python": platform.python_version(), "packages": {p: packages[p] for p in PACKAGES if p in packages},
         "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "cpu_probe_ms_at_start": cpu_probe_ms(),
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}} | facts
 
 
 def write(report: dict[str, Any], out: Path) -> None:
