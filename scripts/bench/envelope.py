@@ -17,7 +17,7 @@ from pathlib import Path
 
 from scripts.bench import server as srv
 from scripts.bench.client import Job, Upload, background, load_samples, statuses
-from scripts.bench.report import bar_chart, judge, options, pick, ratio, start_report, write
+from scripts.bench.report import judge, options, pick, ratio, start_report, write
 from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU, in_mb, process_memory, stats
 
 BARE_APP = "scripts.bench.bare_app:app"
@@ -189,11 +189,11 @@ OPTIONS = {
     "--variant": {"type": parse_variant, "action": "append", "default": [], "metavar": "NAME:ENV=VAL[,ENV=VAL]",
                   "help": "an extra slimserve run with env overrides, reported as CPU ms per /predict vs the default "
                           "(SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)"},
-    "--out": (srv.REPO / "artifacts" / "bench" / "envelope.json", "the JSON report (the chart beside it)")}
+    "--out": (srv.REPO / "artifacts" / "bench" / "envelope.json", "the JSON report")}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every planned run, then write the JSON and the chart."""
+    """Run every planned run, then write the JSON."""
     args = options(__doc__, OPTIONS, argv)
     args.model_path = args.model_path.resolve()
     if not args.model_path.with_suffix(".onnx").is_file():
@@ -210,12 +210,6 @@ def main(argv: list[str] | None = None) -> int:
             report["paired_cpu"] = paired_cpu(args, uploads, Path(workdir))
     summarize(report)
     write(report, args.out)
-    figures = {"peak PSS MB": ("memory", "peak_pss_mb"), "cold start s (1st)": ("cold_start_s", "first_predict_200"),
-               "p50 ms": ("latency", "client_ms", "p50"), "CPU ms per /predict": ("cpu_ms_per_predict",)}
-    goals = (GOALS["peak_pss_mb"], GOALS["cold_start_s"], GOALS["p50_ms"], None)
-    bar_chart(args.out.with_suffix(".png"), "slimserve envelope: 0.1 vCPU + 256 MB unless named", [
-        (title, {k: pick(r, *keys) for k, r in report["runs"].items()}, goal)
-        for (title, keys), goal in zip(figures.items(), goals, strict=True)])
     return 0
 
 

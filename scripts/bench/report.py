@@ -1,4 +1,4 @@
-"""What every benchmark report shares: machine facts, goals, the JSON file (its goals printed) and a bar chart."""
+"""What every benchmark report shares: options, machine facts, goals and the JSON file (its goals printed)."""
 
 from __future__ import annotations
 
@@ -100,27 +100,3 @@ def judge(values: dict[str, Any], limits: dict[str, float], at_least: Iterable[s
         met = (value >= limit if name in at_least else value <= limit) if isinstance(value, int | float) else None
         out[name] = {"value": value, "limit": limit, "pass": met}
     return out
-
-
-def bar_chart(path: Path, title: str, panels: list[tuple[str, dict[str, Any], float | None]]) -> None:
-    """One bar panel per (title, {bar: value}, goal line or None); missing values are drawn as 0 and marked n/a."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
-    for ax, (name, bars, goal) in zip(axes[0], panels, strict=True):
-        heights = [v if isinstance(v, int | float) else 0 for v in bars.values()]
-        for bar, value in zip(ax.bar(range(len(bars)), heights, color="#2b7bba"), bars.values(), strict=True):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), "n/a" if value is None else f"{value:g}",
-                    ha="center", va="bottom", fontsize=7)
-        if goal is not None:
-            ax.axhline(goal, color="green", linestyle="--", linewidth=1)
-        ax.set_title(name + ("" if goal is None else f"\ngoal {goal:g} (dashed)"), fontsize=9)
-        ax.set_xticks(range(len(bars)), [label.replace("_", "\n", 1) for label in bars], fontsize=6.5)
-        ax.set_ylim(0, max([*heights, goal or 0, 1e-9]) * 1.2)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Upload, load_samples
-from scripts.bench.report import bar_chart, judge, options, pick, ratio, start_report, write
+from scripts.bench.report import judge, options, pick, ratio, start_report, write
 from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU
 from slimserve.errors import UnprocessableEntity
 from slimserve.manifest import Feature, load_manifest
@@ -193,11 +193,11 @@ def goals(report: dict) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the phases, write the JSON and the chart, print the goals."""
+    """Run the phases, write the JSON and print the goals."""
     args = options(__doc__, {
         "--with-mlflow": (False, "also `mlflow models serve`, one server at a time"),
         "--repeats": (200, "1-row requests per series (1,000 rows: a quarter)"),
-        "--out": (srv.REPO / "artifacts" / "bench" / "tabular.json", "the JSON report (the chart beside it)"),
+        "--out": (srv.REPO / "artifacts" / "bench" / "tabular.json", "the JSON report"),
         "--save-mlflow-model": {"type": Path, "help": argparse.SUPPRESS}}, argv)  # the child that imports mlflow
     if args.save_mlflow_model:  # in a child, so the benchmark itself never maps sklearn/mlflow pages
         print(json.dumps(save_mlflow_model(args.save_mlflow_model)))
@@ -220,13 +220,6 @@ def main(argv: list[str] | None = None) -> int:
                 report["mlflow"]["slimserve"], *keys)) for name, keys in VERSUS.items()}
     report["goals"] = goals(report)
     write(report, args.out)
-    full = report["all_models"].get("full_core", {})
-    bar_chart(args.out.with_suffix(".png"), "slimserve, every bundled model", [
-        ("all models, 0.1 vCPU + 256 MB (MB)", {
-            k: pick(report, "all_models", "memory", f"{k}_mb") for k in ("peak_pss", "peak_rss")}, GOALS["memory_mb"]),
-        *((f"server p50 ms, /invocations {size}, 1 vCPU", {m.removeprefix("modelo_"): pick(
-            r, "invocations", size, "gunicorn_ms", "p50") for m, r in full.items()}, GOALS[size]) for size in SIZES),
-        ("mlflow / slimserve", pick(report, "mlflow", "ratios") or {}, GOALS["faster_x"])])
     return 0
 
 
