@@ -103,8 +103,9 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
         if spec.requests:
             out["latency"] = server.timed("/predict", uploads, spec.requests)
             out["cpu_ms_per_predict"] = out["latency"]["cpu_ms_per_request"]
-        if spec.full:
+        if spec.full and spec.requests:
             out["latency_paced"] = server.timed("/predict", uploads, spec.requests, PACE)
+        if spec.full:
             server.sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
             jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=PER_CLIENT) for n in range(CLIENTS)]
             began = time.monotonic()
