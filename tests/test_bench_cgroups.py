@@ -13,9 +13,8 @@ import pytest
 
 from scripts.bench.client import file_part, form
 from scripts.bench.envelope import compare_blocks, parse_variant, summarize
-from scripts.bench.measure import parse_smaps_rollup, stats
-from scripts.bench.report import judge, pick, ratio, table
-from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed
+from scripts.bench.report import judge, pick, ratio
+from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed, parse_smaps_rollup, stats
 from scripts.bench.server import access_log_lines
 
 pytestmark = pytest.mark.bench
@@ -162,11 +161,6 @@ def test_judge_passes_against_limits_and_only_when_measured_validly():
 def test_pick_and_ratio_yield_none_when_something_is_missing():
     assert pick({"a": {"b": 3}}, "a", "b") == 3 and pick({"a": 1}, "a", "b") is None and pick(None, "a") is None
     assert ratio(570.0, 76.0) == 7.5 and ratio(None, 76.0) is None and ratio(1.0, 0) is None
-
-
-def test_markdown_table_writes_missing_values_lists_and_dicts():
-    assert table(["a", "b"], [[None, [1, 2]], [{"200": 3}, "x|y"]]) == [
-        "| a | b |", "|---|---|", "| - | 1, 2 |", "| 200: 3 | x/y |"]
 
 
 def _run(cold: float, cpu: float | None = None) -> dict:

@@ -13,7 +13,7 @@ from PIL import Image
 
 from scripts.bench.client import Job, Outcome, Upload, background, exchange, retry_pause, statuses
 from scripts.bench.corpus import corpus, jpeg_promising, png
-from scripts.bench.reliability import goals, is_5xx_failure, log_statuses, markdown
+from scripts.bench.reliability import goals, is_5xx_failure, log_statuses
 
 pytestmark = pytest.mark.bench
 
@@ -168,13 +168,6 @@ def test_goals_fail_on_an_oom_kill_a_500_or_an_unanswered_case():
     assert result["oom_kills"]["pass"] is False and result["server_errors_5xx"]["pass"] is False
     assert result["refused_cpu_s"]["value"] == 2.0 and result["refused_cpu_s"]["pass"] is False
     assert result["corpus_every_case_answered"]["value"] == ["a"]
-
-
-def test_markdown_lists_every_goal_and_case():
-    data = report()
-    data["goals"] = goals(data)
-    text = "\n".join(markdown(data))
-    assert "| oom_kills | 0 | 0 | pass |" in text and "| png | - | 413 |" in text
 
 
 def test_a_500_during_schemathesis_or_beside_slow_clients_fails_the_5xx_goal():

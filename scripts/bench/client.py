@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import http.client
 import multiprocessing
-import queue
 import re
 import socket
 import threading
@@ -142,25 +142,9 @@ def background(port: int, jobs: list[Job], main: Callable[[], object] | None = N
     return found
 
 
-def in_processes(port: int, groups: list[list[Job]], main: Callable[[], object]) -> dict[str, list[Outcome]]:
-    """`background` with each group of jobs in a process of its own (129 threads in one would measure its GIL)."""
-    context = multiprocessing.get_context("fork")
-    stop, results = context.Event(), context.Queue()
-    children = [context.Process(target=lambda jobs=jobs: results.put(background(port, jobs, stop.wait)), daemon=True)
-                for jobs in groups]
-    for child in children:
-        child.start()
-    found: dict[str, list[Outcome]] = {}
-    try:
-        main()
-    finally:
-        stop.set()
-        for _ in children:
-            with contextlib.suppress(queue.Empty):
-                found.update(results.get(timeout=60))
-        for child in children:
-            child.join(timeout=10)
-            if child.is_alive():
-                child.kill()
-    return found
-
+def in_processes(port: int, groups: list[list[Job]], seconds: float) -> dict[str, list[Outcome]]:
+    """`background` for `seconds`, each group of jobs in a process of its own (129 threads in one would measure its
+    GIL)."""
+    with multiprocessing.get_context("fork").Pool(len(groups)) as pool:
+        found = pool.starmap(background, [(port, jobs, functools.partial(time.sleep, seconds)) for jobs in groups])
+    return {name: outcomes for part in found for name, outcomes in part.items()}

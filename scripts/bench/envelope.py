@@ -17,9 +17,8 @@ from pathlib import Path
 
 from scripts.bench import server as srv
 from scripts.bench.client import Job, Upload, background, load_samples, statuses
-from scripts.bench.measure import in_mb, stats
-from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, table, write
-from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU
+from scripts.bench.report import judge, options, pick, ratio, start_report, write
+from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU, in_mb, process_memory, stats
 
 BARE_APP = "scripts.bench.bare_app:app"
 GOALS = {"peak_pss_mb": 128.0, "peak_rss_mb": 128.0, "cold_start_s": 3.0, "p50_ms": 150.0,
@@ -35,6 +34,7 @@ NOTES = [
     "cpu_ms_per_predict is one series each; variants compare theirs with slimserve_envelope's (noisy). "
     "Throughput runs on one full core.",
 ]
+PACE, CLIENTS, PER_CLIENT = 0.3, 4, 150  # the paced series' pause (s); throughput's clients and requests each
 
 
 @dataclass(frozen=True)
@@ -49,8 +49,7 @@ class RunSpec:
     runtime: str = "onnx"
     env: dict[str, str] = field(default_factory=dict)  # a variant's overrides
     headers: tuple[tuple[str, str], ...] = ()
-    paced: float = 0.0  # > 0: a second series with this pause between requests
-    throughput: tuple[int, int] | None = None  # (clients, requests each), on one full core
+    full: bool = False  # also a paced series and throughput on one full core
     timeout: float = 120.0
 
 
@@ -65,8 +64,8 @@ def parse_variant(text: str) -> tuple[str, dict[str, str]]:
 
 def plan(args: argparse.Namespace) -> list[RunSpec]:
     """Cold starts of slimserve and the bare app alternating (drift hits both alike), then the other runs."""
-    run = functools.partial(RunSpec, requests=args.requests, timeout=args.timeout)
-    runs = [run("slimserve_envelope", paced=args.pace, throughput=(args.threads, args.per_thread)),
+    run = functools.partial(RunSpec, requests=args.requests)
+    runs = [run("slimserve_envelope", full=True),
             run("bare_envelope", app=BARE_APP)]
     for n in range(2, args.cold_repeats + 1):  # the repeats measure the cold start only
         runs += [run(f"slimserve_envelope_cold_{n}", requests=0),
@@ -81,7 +80,7 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
             env, headers = {**env, "SLIMSERVE_API_KEYS": created["entry"]}, (("X-API-Key", created["key"]),)
         runs.append(run(f"variant_{name}", env=env, headers=headers))
     if not args.skip_baseline:
-        tf = functools.partial(run, runtime="tensorflow", timeout=args.baseline_timeout)
+        tf = functools.partial(run, runtime="tensorflow", timeout=240.0)
         runs += [tf("tf_envelope"),  # stalls at the limit or is OOM-killed
                  tf("tf_0.1vcpu_nomemlimit", memory_limit=None, requests=min(args.requests, 20)),
                  tf("tf_unlimited", None, None)]
@@ -90,47 +89,44 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
 
 def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
     """One fresh server under `spec`: cold start, then the series it asks for."""
-    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path,
-                           args.model_repository, spec.env, spec.app, spec.runtime)
+    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path, "", spec.env,
+                           spec.app, spec.runtime)
     uploads = [u._replace(headers=spec.headers) for u in uploads]
     out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
-    with srv.serving(server, out) as sampler:
+    with srv.serving(server, out):
         out["cold_start_s"] = srv.cold_starts(server, [("first_health_200", "GET", "/health", None), (
             "first_predict_200", "POST", "/predict", uploads[0])], spec.timeout)
         out["outcome"] = out["cold_start_s"]["outcome"]
         if out["outcome"] != "ok":
             return out
-        out["memory_after_cold_start"] = in_mb(sampler.sample())
+        out["memory_after_cold_start"] = in_mb(process_memory(server.sandbox.pids()))
         if spec.requests:
             out["latency"] = server.timed("/predict", uploads, spec.requests)
             out["cpu_ms_per_predict"] = out["latency"]["cpu_ms_per_request"]
-        if spec.requests and spec.paced:
-            out["latency_paced"] = server.timed("/predict", uploads, spec.requests, spec.paced)
-        if spec.throughput:
+        if spec.full and spec.requests:
+            out["latency_paced"] = server.timed("/predict", uploads, spec.requests, PACE)
+        if spec.full:
             server.sandbox.write("cpu", "cpu.cfs_quota_us", CFS_PERIOD_US)  # one full core; the memory limit stays
-            clients, each = spec.throughput
-            jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=each) for n in range(clients)]
+            jobs = [Job(f"c{n}", "/predict", (*uploads[n:], *uploads[:n]), count=PER_CLIENT) for n in range(CLIENTS)]
             began = time.monotonic()
             found = [o for runs in background(server.port, jobs, seconds=60.0).values() for o in runs]
             ok, seconds = [o.ms for o in found if o.status == 200], time.monotonic() - began
-            out["throughput"] = {"clients": clients, "requests_per_s": round(len(ok) / seconds, 2),
+            out["throughput"] = {"clients": CLIENTS, "requests_per_s": round(len(ok) / seconds, 2),
                                  "seconds": round(seconds, 2), "client_ms": stats(ok), "statuses": statuses(found)}
     return out
 
 
 def paired_cpu(args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
     """slimserve and the bare app side by side in the envelope, taking turns in blocks: CPU ms per /predict."""
-    servers = {"slimserve": srv.slimserve("paired_slimserve", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path,
-                                          args.model_repository),
-               "bare": srv.slimserve("paired_bare", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path,
-                                     args.model_repository, app=BARE_APP)}
+    servers = {name: srv.slimserve(f"paired_{name}", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path, app=app)
+               for name, app in (("slimserve", None), ("bare", BARE_APP))}
     out: dict = {"blocks": args.cpu_blocks, "requests_per_block": args.cpu_block_requests, "servers": {}}
     blocks: dict[str, list[float]] = {name: [] for name in servers}
     with contextlib.ExitStack() as stack:
         for name, server in servers.items():
             stack.enter_context(srv.serving(server, out["servers"].setdefault(name, {})))
         for name, server in servers.items():
-            started = srv.cold_starts(server, [("first_predict_200", "POST", "/predict", uploads[0])], args.timeout)
+            started = srv.cold_starts(server, [("first_predict_200", "POST", "/predict", uploads[0])], 120.0)
             if started["outcome"] != "ok":
                 return out | {"outcome": f"{name}: {started['observed']}"}
             server.timed("/predict", uploads, 1, access_log=False, warmup=5)  # first-use work is not per request
@@ -186,30 +182,25 @@ def difference(a: float | None, b: float | None) -> float | None:
 
 OPTIONS = {
     "--model-path": (srv.BUNDLED, "the .h5 (manifest and .onnx beside)"),
-    "--model-repository": ("", "MODEL_REPOSITORY (default: --model-path alone)"),
-    "--samples": (srv.SAMPLES, "folder of JPEG X-rays"), "--requests": (50, "back-to-back /predict per run"),
-    "--pace": (0.3, "pause (s) of the paced series (0: none)"), "--threads": (4, "concurrent clients for throughput"),
-    "--per-thread": (150, "requests per client for throughput"), "--timeout": (120.0, "cold-start limit (s)"),
+    "--requests": (50, "back-to-back /predict per run"),
+    "--cold-repeats": {"type": int, "default": 3, "choices": range(2, 10), "metavar": "2-9",
+                       "help": "cold starts of each of slimserve and the bare app (their median is judged)"},
     "--cpu-blocks": (10, "blocks per server in the side-by-side CPU comparison (0: none)"),
-    "--cpu-block-requests": (20, "back-to-back /predict per block"),
-    "--baseline-timeout": (240.0, "cold-start limit for TF (s)"), "--skip-baseline": (False, "no TensorFlow runs"),
-    "--out": (srv.REPO / "artifacts" / "bench" / "envelope.json", "the JSON report (the chart beside it)")}
+    "--cpu-block-requests": (20, "back-to-back /predict per block"), "--skip-baseline": (False, "no TensorFlow runs"),
+    "--variant": {"type": parse_variant, "action": "append", "default": [], "metavar": "NAME:ENV=VAL[,ENV=VAL]",
+                  "help": "an extra slimserve run with env overrides, reported as CPU ms per /predict vs the default "
+                          "(SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)"},
+    "--out": (srv.REPO / "artifacts" / "bench" / "envelope.json", "the JSON report")}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run every planned run, then write the JSON and the chart and print a summary."""
-    parser = options(__doc__, OPTIONS)
-    parser.add_argument("--cold-repeats", type=int, default=3, choices=range(2, 10), metavar="2-9",
-                        help="cold starts of each of slimserve and the bare app (their median is judged)")
-    parser.add_argument("--variant", type=parse_variant, action="append", default=[], metavar="NAME:ENV=VAL[,ENV=VAL]",
-                        help="an extra slimserve run with env overrides, reported as CPU ms per /predict vs the "
-                             "default (SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)")
-    args = parser.parse_args(argv)
+    """Run every planned run, then write the JSON."""
+    args = options(__doc__, OPTIONS, argv)
     args.model_path = args.model_path.resolve()
     if not args.model_path.with_suffix(".onnx").is_file():
         raise SystemExit(f"envelope: need {args.model_path.with_suffix('.onnx')} (python -m slimserve compile)")
-    report, uploads = start_report(srv.REPO), load_samples(args.samples)
-    report.update(model=str(args.model_path), samples=[u.name for u in uploads], notes=NOTES, runs={})
+    uploads = load_samples(srv.SAMPLES)
+    report = start_report(model=str(args.model_path), samples=[u.name for u in uploads], notes=NOTES, runs={})
     with tempfile.TemporaryDirectory(prefix="slimserve-bench-") as workdir:
         for spec in plan(args):
             print(f"envelope: {spec.label} …", file=sys.stderr, flush=True)
@@ -220,17 +211,6 @@ def main(argv: list[str] | None = None) -> int:
             report["paired_cpu"] = paired_cpu(args, uploads, Path(workdir))
     summarize(report)
     write(report, args.out)
-    runs = report["runs"]
-    figures = {"peak PSS MB": ("memory", "peak_pss_mb"), "cold start s (1st)": ("cold_start_s", "first_predict_200"),
-               "p50 ms": ("latency", "client_ms", "p50"), "CPU ms per /predict": ("cpu_ms_per_predict",)}
-    goals = (GOALS["peak_pss_mb"], GOALS["cold_start_s"], GOALS["p50_ms"], None)
-    bar_chart(args.out.with_suffix(".png"), "slimserve envelope: 0.1 vCPU + 256 MB unless named", [
-        (title, {k: pick(r, *keys) for k, r in runs.items()}, goal)
-        for (title, keys), goal in zip(figures.items(), goals, strict=True)])
-    print("\n".join(table(["run", "outcome", *figures], [[k, r["outcome"], *(pick(r, *f) for f in figures.values())]
-                                                         for k, r in runs.items()])))
-    print("\n".join([f"cold start slimserve / bare: {report['cold_start_ratio']}, CPU ms per /predict: "
-                     f"{report['cpu_ms_per_predict']}, variants: {report['variants']}", *goal_lines(report["goals"])]))
     return 0
 
 

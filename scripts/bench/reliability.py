@@ -21,26 +21,24 @@ from pathlib import Path
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Job, Upload, background, exchange, in_processes, load_samples, statuses
 from scripts.bench.corpus import TABULAR, Case, corpus, hold_slow
-from scripts.bench.measure import MB, MemorySampler, stats
-from scripts.bench.report import goal_lines, judge, options, start_report, table, write
-from scripts.bench.sandbox import ENVELOPE_MEMORY, TENTH_VCPU, UNLIMITED
+from scripts.bench.report import judge, options, start_report, write
+from scripts.bench.sandbox import ENVELOPE_MEMORY, MB, TENTH_VCPU, UNLIMITED, sampling, stats
 from scripts.bench.tabular import build_payloads, tabular_manifests
 
 HEALTH_TIMEOUT = 5.0  # Render's health check gives up after 5 s
 CLIENT_PROCESSES = 4  # load clients are spread over this many processes; the /health poller has its own
 SCHEMATHESIS = "schemathesis==4.32.5"
 CONFORMANCE = srv.REPO / "scripts" / "conformance"
+ST_VENV = Path.home() / ".cache" / "slimserve" / "venv-st"  # made if missing
+CASE_TIMEOUT = 20.0  # socket timeout per hostile request (s)
 GOALS = {"oom_kills": 0, "server_errors_5xx": 0, "refused_cpu_s": 1.0, "shedding_p99_ms": 50.0,
          "health_p99_ms": 200.0, "predict_req_per_s": 11.0, "sigterm_failed_in_flight": 0,
          "schemathesis_failures": 0, "schemathesis_cases": 2000}
 OPTIONS = {
-    "--case-timeout": (20.0, "socket timeout per hostile request (s)"),
     "--corpus-budget": (300.0, "time for the whole corpus (s)"), "--st-cases": (2000, "schemathesis cases to aim for"),
     "--st-seconds": (200, "schemathesis time bound (s)"),
-    "--st-venv": (Path.home() / ".cache" / "slimserve" / "venv-st", f"a venv with {SCHEMATHESIS} (made if missing)"),
     "--slow-connections": (100, "slow connections of each kind"), "--slow-seconds": (30.0, "how long they are held"),
     "--levels": ("8,32,128", "load concurrency levels"), "--load-seconds": (15.0, "per level and route"),
-    "--predict-limit": ("5/second", "SLIMSERVE_RATE_LIMIT_PREDICT of the 429 run"),
     "--skip": ("", "phases to skip: corpus,schemathesis,slowloris,load,sigterm,429"),
     "--gunicorn-args": ("", "extra gunicorn flags (GUNICORN_CMD_ARGS), e.g. '--worker-class gthread --threads 4' "
                             "to put the stock worker through the same scenarios"),
@@ -79,9 +77,9 @@ def measured(server: srv.Server, action: Callable[[], object]) -> tuple[object, 
     box = server.sandbox
     pids, oom, cpu = set(box.pids()), box.oom_kills(), box.cpu_seconds()
     box.write("memory", "memory.max_usage_in_bytes", 0)
-    with MemorySampler(box.pids, interval=0.1) as sampler:
+    with sampling(box.pids, interval=0.1) as peak:
         result = action()
-        row = {"server_cpu_s": round(box.cpu_seconds() - cpu, 3), "peak_pss_mb": round(sampler.peak["pss"] / MB, 1),
+        row = {"server_cpu_s": round(box.cpu_seconds() - cpu, 3), "peak_pss_mb": round(peak["pss"] / MB, 1),
                "cgroup_peak_mb": round(box.memory_stats()["max_usage_in_bytes"] / MB, 1)}
     row["settle"] = settle(server)  # _total: until idle again (a killed worker's replacement is charged too)
     row["oom_kills"], row["worker_restarted"] = box.oom_kills() - oom, set(box.pids()) != pids
@@ -103,10 +101,10 @@ def run_schemathesis(server: srv.Server, args: argparse.Namespace, workdir: Path
     """schemathesis against /openapi.json with the project's hooks and config: cases, failures, 5xx in the log."""
     spec = json.loads(exchange(server.port, "GET", "/openapi.json", timeout=30, keep=10**7).body or b"{}")
     operations = sum(1 for item in spec.get("paths", {}).values() for method in item if method in ("get", "post"))
-    st, out = args.st_venv / "bin" / "st", workdir / "schemathesis.json"
+    st, out = ST_VENV / "bin" / "st", workdir / "schemathesis.json"
     if not st.exists():
-        subprocess.run([sys.executable, "-m", "venv", str(args.st_venv)], check=True, timeout=300)
-        subprocess.run([str(args.st_venv / "bin" / "pip"), "install", "--quiet", SCHEMATHESIS], check=True, timeout=600)
+        subprocess.run([sys.executable, "-m", "venv", str(ST_VENV)], check=True, timeout=300)
+        subprocess.run([str(ST_VENV / "bin" / "pip"), "install", "--quiet", SCHEMATHESIS], check=True, timeout=600)
     # Real images for image bodies and 413 counted as a rejection: scripts/conformance, as in CI.
     argv = [str(st), "--config-file", str(CONFORMANCE / "schemathesis.toml"), "run",
             f"http://{HOST}:{server.port}/openapi.json", "--checks", "all", "--max-examples",
@@ -157,7 +155,7 @@ def load(server: srv.Server, path: str, uploads: list[Upload], concurrency: int,
 
     def action() -> tuple[dict, float]:
         began = time.monotonic()
-        return in_processes(server.port, groups, lambda: time.sleep(seconds)), time.monotonic() - began
+        return in_processes(server.port, groups, seconds), time.monotonic() - began
 
     (found, elapsed), row = measured(server, action)
     health = found.pop("health")
@@ -223,26 +221,20 @@ def is_5xx_failure(status: int | str) -> bool:
     return str(status).isdigit() and 500 <= int(status) <= 599 and int(status) != 503
 
 
-def markdown(report: dict) -> list[str]:
-    """The goals and the hostile corpus as markdown tables (the load and slow-client rows are in the JSON)."""
-    keys = ["name", "bytes", "status", "wall_ms", "server_cpu_s", "cgroup_peak_mb", "peak_pss_mb", "oom_kills"]
-    return [*goal_lines(report["goals"]), "", *table(keys, [[r.get(k) for k in keys] for r in report["corpus"]])]
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Every phase against one server (a second for the 429 run); write the JSON, print the tables."""
-    args = options(__doc__, OPTIONS).parse_args(argv)
-    report, skip, uploads = start_report(srv.REPO), set(args.skip.split(",")), load_samples(srv.SAMPLES)
+    """Every phase against one server (a second for the 429 run); write the JSON, print the goals."""
+    args = options(__doc__, OPTIONS, argv)
+    skip, uploads = set(args.skip.split(",")), load_samples(srv.SAMPLES)
     rows = build_payloads("heart_failure", tabular_manifests(srv.MODELS)["heart_failure"]).singles["invocations"]
     split = json.loads(rows[0].body)["dataframe_split"]  # a real row of the data set
-    report |= {"corpus": [], "load": [], "slowloris": [], "envelope": {"models": "all bundled (as shipped)"}}
+    report = start_report(corpus=[], load=[], slowloris=[], envelope={"models": "all bundled (as shipped)"})
     with tempfile.TemporaryDirectory(prefix="slimserve-reliability-") as tmp:
         server = envelope("main", Path(tmp), {"GUNICORN_CMD_ARGS": args.gunicorn_args} if args.gunicorn_args else {})
         with srv.serving(server, report["envelope"]):
             settle(server, limit=180)
             deadline = time.monotonic() + args.corpus_budget
             for case in corpus(split["columns"], split["data"][0]) if "corpus" not in skip else ():
-                report["corpus"].append(run_case(server, case, args.case_timeout) if time.monotonic() < deadline
+                report["corpus"].append(run_case(server, case, CASE_TIMEOUT) if time.monotonic() < deadline
                                         else {"name": case.name, "group": case.group, "status": "skipped (time)"})
                 print(f"reliability: {case.name}: {report['corpus'][-1]['status']}", file=sys.stderr)
             if "schemathesis" not in skip:
@@ -264,7 +256,7 @@ def main(argv: list[str] | None = None) -> int:
         if "429" not in skip:
             print("reliability: rate limits on …", file=sys.stderr)
             limited = envelope("limited", Path(tmp), {"SLIMSERVE_RATE_LIMIT_ENABLED": "1",
-                                                      "SLIMSERVE_RATE_LIMIT_PREDICT": args.predict_limit})
+                                                      "SLIMSERVE_RATE_LIMIT_PREDICT": "5/second"})
             report["rate_limited"] = {"env": limited.env}
             with srv.serving(limited, report["rate_limited"]):
                 settle(limited, limit=180)  # the same clients as the load runs: 429s, their latency and Retry-After
@@ -276,8 +268,6 @@ def main(argv: list[str] | None = None) -> int:
         "Latencies include unanswered requests at the client's timeout (/health: 5 s, as Render's check); load "
         "clients wait a 429/503's Retry-After; server_errors_5xx counts 500-599 except 503 everywhere."]
     write(report, args.out)
-    print("\n".join(markdown(report)))
-    print(f"\nwrote {args.out} in {report['seconds']} s")
     return 0
 
 

@@ -1,4 +1,4 @@
-"""What every benchmark report shares: machine facts, goals, the JSON file, a bar chart and markdown tables."""
+"""What every benchmark report shares: options, machine facts, goals and the JSON file (its goals printed)."""
 
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from scripts.bench.sandbox import TENTH_VCPU, Sandbox
+from slimserve import paths
 
 PACKAGES = ("onnxruntime", "tensorflow-cpu", "tensorflow", "gunicorn", "flask", "numpy", "pillow", "marshmallow",
             "mlflow", "scikit-learn", "pandas", "uvicorn")
@@ -31,17 +32,20 @@ def cpu_probe_ms(loops: int = 2_000_000) -> float:
     return round((time.process_time() - started) * 1000, 1)
 
 
-def options(doc: str, flags: dict[str, tuple[Any, str]]) -> argparse.ArgumentParser:
-    """A command line of {--flag: (default, help)}: each option takes its default's type (False: a switch)."""
+def options(doc: str, flags: dict[str, Any], argv: list[str] | None) -> argparse.Namespace:
+    """Parse a command line of {--flag: (default, help) or add_argument's keywords}; a (default, help) option takes
+    its default's type (False: a switch)."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    for flag, (default, text) in flags.items():
-        kind = {"action": "store_true"} if default is False else {"type": type(default), "default": default}
-        parser.add_argument(flag, help=text, **kind)
-    return parser
+    for flag, spec in flags.items():
+        if isinstance(spec, tuple):
+            kind = {"action": "store_true"} if spec[0] is False else {"type": type(spec[0]), "default": spec[0]}
+            spec = {**kind, "help": spec[1]}
+        parser.add_argument(flag, **spec)
+    return parser.parse_args(argv)
 
 
-def start_report(repo: Path) -> dict[str, Any]:
-    """A report holding the command and the machine: CPU, kernel, versions, commit, load and speed at start.
+def start_report(**facts: Any) -> dict[str, Any]:
+    """A report holding `facts`, the command and the machine: CPU, kernel, versions, commit, load and speed at start.
     Without usable cgroups it stops the benchmark; from here on SIGTERM unwinds the run (servers stopped, cgroups
     removed)."""
     probe = Sandbox(f"slimserve-probe-{os.getpid()}", TENTH_VCPU, None)
@@ -50,7 +54,8 @@ def start_report(repo: Path) -> dict[str, Any]:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     def git(*args: str) -> str | None:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True, timeout=10, check=False)
+        done = subprocess.run(["git", *args], cwd=paths.REPO_ROOT, capture_output=True, text=True, timeout=10,
+                              check=False)
         return done.stdout.strip() if done.returncode == 0 else None
 
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
@@ -61,15 +66,16 @@ def start_report(repo: Path) -> dict[str, Any]:
         "python": platform.python_version(), "packages": {p: packages[p] for p in PACKAGES if p in packages},
         "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "cpu_probe_ms_at_start": cpu_probe_ms(),
-        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}}
+        "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}} | facts
 
 
 def write(report: dict[str, Any], out: Path) -> None:
-    """Add the run time and the machine's load and speed at the end, then write the JSON."""
+    """Add the run time and the machine's load and speed at the end, write the JSON and print the goals."""
     report["seconds"] = round(time.monotonic() - report.pop("started"), 1)
     report["machine"].update(loadavg_at_end=[round(x, 2) for x in os.getloadavg()], cpu_probe_ms_at_end=cpu_probe_ms())
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(report, indent=2, default=str) + "\n")
+    print(json.dumps(report["goals"], indent=1, default=str), f"\nwrote {out} in {report['seconds']} s")
 
 
 def pick(data: Any, *keys: str) -> Any:
@@ -94,45 +100,3 @@ def judge(values: dict[str, Any], limits: dict[str, float], at_least: Iterable[s
         met = (value >= limit if name in at_least else value <= limit) if isinstance(value, int | float) else None
         out[name] = {"value": value, "limit": limit, "pass": met}
     return out
-
-
-def goal_lines(goals: dict[str, dict[str, Any]]) -> list[str]:
-    """The goals as a markdown table."""
-    mark = {True: "pass", False: "**FAIL**", None: "n/a"}
-    return table(["goal", "value", "limit", "result"], [[n, g["value"], g.get("limit"), mark[g["pass"]]]
-                                                        for n, g in goals.items()])
-
-
-def table(header: list[str], rows: list[list[Any]]) -> list[str]:
-    """A markdown table ('-' for missing values; lists and dicts written out)."""
-    def text(v: Any) -> str:
-        if isinstance(v, dict):
-            return ", ".join(f"{k}: {n}" for k, n in v.items())
-        return ", ".join(map(str, v)) if isinstance(v, list) else "-" if v is None else str(v)
-
-    cells = [[text(v).replace("|", "/") for v in row] for row in rows]
-    return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(r) + " |" for r in cells)]
-
-
-def bar_chart(path: Path, title: str, panels: list[tuple[str, dict[str, Any], float | None]]) -> None:
-    """One bar panel per (title, {bar: value}, goal line or None); missing values are drawn as 0 and marked n/a."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 4.4), squeeze=False)
-    for ax, (name, bars, goal) in zip(axes[0], panels, strict=True):
-        heights = [v if isinstance(v, int | float) else 0 for v in bars.values()]
-        for bar, value in zip(ax.bar(range(len(bars)), heights, color="#2b7bba"), bars.values(), strict=True):
-            ax.text(bar.get_x() + bar.get_width() / 2, bar.get_height(), "n/a" if value is None else f"{value:g}",
-                    ha="center", va="bottom", fontsize=7)
-        if goal is not None:
-            ax.axhline(goal, color="green", linestyle="--", linewidth=1)
-        ax.set_title(name + ("" if goal is None else f"\ngoal {goal:g} (dashed)"), fontsize=9)
-        ax.set_xticks(range(len(bars)), [label.replace("_", "\n", 1) for label in bars], fontsize=6.5)
-        ax.set_ylim(0, max([*heights, goal or 0, 1e-9]) * 1.2)
-    fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)

@@ -1,10 +1,15 @@
-"""cgroup v1 sandboxes: a CPU quota and a memory limit that a server joins before exec, and their counters."""
+"""cgroup v1 sandboxes (a CPU quota and a memory limit that a server joins before exec, and their counters), the
+memory of their processes (RSS/PSS from smaps_rollup) and latency statistics."""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import statistics
 import sys
+import threading
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -13,6 +18,8 @@ CFS_PERIOD_US = 100_000  # a quota of one period is exactly one full core
 TENTH_VCPU = 10_000
 UNLIMITED = -1
 ENVELOPE_MEMORY = 256 << 20
+MB = 1024 * 1024
+KEYS = ("rss", "pss", "pss_anon", "pss_file")
 
 
 def controller_path(proc_cgroup: str, controller: str, root: Path = CGROUP_ROOT) -> Path | None:
@@ -107,3 +114,58 @@ class Sandbox:
         if left := [str(d) for d in self.dirs.values() if d.exists()]:
             print(f"bench: could not remove {', '.join(left)}", file=sys.stderr)
         self.dirs.clear()
+
+
+def parse_smaps_rollup(text: str) -> dict[str, int]:
+    """The `Name: N kB` fields of /proc/<pid>/smaps_rollup, in bytes."""
+    pairs = ((name, rest.split()) for name, _, rest in (line.partition(":") for line in text.splitlines()))
+    return {name.strip(): int(p[0]) * 1024 for name, p in pairs if len(p) == 2 and p[1] == "kB" and p[0].isdigit()}
+
+
+def process_memory(pids: list[int]) -> dict[str, int]:
+    """Summed Rss, Pss, Pss_Anon and Pss_File (bytes) of the processes, and how many were read."""
+    total = dict.fromkeys((*KEYS, "processes"), 0)
+    for pid in pids:
+        try:
+            fields = parse_smaps_rollup(Path(f"/proc/{pid}/smaps_rollup").read_text())
+        except OSError:
+            continue  # exited while we looked
+        total["processes"] += 1
+        for key in KEYS:
+            total[key] += fields.get(key.title(), 0)  # "pss_anon" -> "Pss_Anon"
+    return total
+
+
+def in_mb(values: dict[str, int]) -> dict[str, float | int]:
+    """Byte figures as MB with one decimal (a process count stays a count)."""
+    return {k: v if k == "processes" else round(v / MB, 1) for k, v in values.items()}
+
+
+@contextlib.contextmanager
+def sampling(pids: Callable[[], list[int]], interval: float = 0.25) -> Iterator[dict[str, int]]:
+    """The peaks of the summed RSS/PSS of `pids()`, sampled every `interval` s (at most 20,000 times) in a thread."""
+    peak, done = dict.fromkeys(KEYS, 0), threading.Event()
+
+    def run() -> None:
+        for _ in range(20_000):
+            now = process_memory(pids())
+            peak.update({key: max(value, now[key]) for key, value in peak.items()})
+            if done.wait(interval):
+                return
+
+    thread = threading.Thread(target=run, name="memory-sampler", daemon=True)
+    thread.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        thread.join(timeout=10)
+
+
+def stats(values: list[float], digits: int = 1) -> dict[str, float | int]:
+    """Count, p50, p95, p99 (interpolated as numpy's default percentile), max and mean, rounded to `digits`."""
+    if not values:
+        return {"n": 0}
+    cuts = statistics.quantiles(values * 2 if len(values) == 1 else values, n=100, method="inclusive")  # needs 2
+    return {"n": len(values), **{f"p{q}": round(cuts[q - 1], digits) for q in (50, 95, 99)},
+            "max": round(max(values), digits), "mean": round(statistics.fmean(values), digits)}

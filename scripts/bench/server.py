@@ -18,8 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.bench.client import HOST, Job, Upload, background, exchange, statuses
-from scripts.bench.measure import MB, MemorySampler, in_mb, stats
-from scripts.bench.sandbox import UNLIMITED, Sandbox, parse_flat_keyed
+from scripts.bench.sandbox import MB, UNLIMITED, Sandbox, in_mb, parse_flat_keyed, sampling, stats
 from slimserve import paths
 
 REPO, MODELS, BUNDLED = paths.REPO_ROOT, paths.BUNDLED_MODELS, paths.BUNDLED_MODEL
@@ -151,7 +150,7 @@ def cold_starts(server: Server, steps: list[tuple[str, str, str, Upload | None]]
 
 
 @contextlib.contextmanager
-def serving(server: Server, facts: dict, cache_extra: tuple[Path, ...] = ()) -> Iterator[MemorySampler]:
+def serving(server: Server, facts: dict, cache_extra: tuple[Path, ...] = ()) -> Iterator[None]:
     """Sandbox, cold page cache, start, memory sampling; afterwards stop, the log's news, the sandbox removed."""
     box = server.sandbox
     byte_compile()
@@ -161,10 +160,10 @@ def serving(server: Server, facts: dict, cache_extra: tuple[Path, ...] = ()) -> 
     facts["limits"] = {"cpu_quota_us": box.cpu_quota_us, "memory_mb": box.memory_limit and box.memory_limit >> 20}
     server.start()
     try:
-        with MemorySampler(box.pids) as sampler:
-            yield sampler
+        with sampling(box.pids) as peak:
+            yield
             counters = box.memory_stats()  # the cgroup's peak also holds reclaimable page cache
-            facts["memory"] = {**{f"peak_{k}_mb": v for k, v in in_mb(sampler.peak).items()},
+            facts["memory"] = {**{f"peak_{k}_mb": v for k, v in in_mb(peak).items()},
                                "cgroup_peak_mb": round(counters["max_usage_in_bytes"] / MB, 1),
                                **{k: counters[k] for k in ("failcnt", "oom_control.oom_kill", "stat.pgmajfault")}}
         facts["cpu_stat"] = parse_flat_keyed(box.read("cpu", "cpu.stat"))  # throttled periods and time

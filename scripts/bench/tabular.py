@@ -16,8 +16,8 @@ from typing import Any, NamedTuple
 
 from scripts.bench import server as srv
 from scripts.bench.client import HOST, Upload, load_samples
-from scripts.bench.report import bar_chart, goal_lines, judge, options, pick, ratio, start_report, write
-from scripts.bench.sandbox import CFS_PERIOD_US, TENTH_VCPU
+from scripts.bench.report import judge, options, pick, ratio, start_report, write
+from scripts.bench.sandbox import CFS_PERIOD_US, ENVELOPE_MEMORY, TENTH_VCPU
 from slimserve.errors import UnprocessableEntity
 from slimserve.manifest import Feature, load_manifest
 from slimserve.tabular import build_table_schema
@@ -119,7 +119,7 @@ def sizes(server: srv.Server, path: str, singles: list[Upload], bulk: Upload, re
 
 def all_models(args: argparse.Namespace, payloads: dict[str, ModelPayloads], xray: Upload, workdir: Path) -> dict:
     """Every model in 0.1 vCPU + the memory limit: cold start and memory; then each model's series on a full core."""
-    server = srv.slimserve("all", workdir, TENTH_VCPU, args.memory_limit_mb << 20, srv.BUNDLED, str(srv.MODELS))
+    server = srv.slimserve("all", workdir, TENTH_VCPU, ENVELOPE_MEMORY, srv.BUNDLED, str(srv.MODELS))
     out: dict = {}
     with srv.serving(server, out):
         out["cold_start_s"] = srv.cold_starts(server, [
@@ -193,21 +193,18 @@ def goals(report: dict) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the phases, write the JSON and the chart, print the goals."""
-    parser = options(__doc__, {
+    """Run the phases, write the JSON and print the goals."""
+    args = options(__doc__, {
         "--with-mlflow": (False, "also `mlflow models serve`, one server at a time"),
         "--repeats": (200, "1-row requests per series (1,000 rows: a quarter)"),
-        "--memory-limit-mb": (256, "of the all-models run (128: the goal)"),
-        "--out": (srv.REPO / "artifacts" / "bench" / "tabular.json", "the JSON report (the chart beside it)")})
-    parser.add_argument("--save-mlflow-model", type=Path, help=argparse.SUPPRESS)  # the child that imports mlflow
-    args = parser.parse_args(argv)
+        "--out": (srv.REPO / "artifacts" / "bench" / "tabular.json", "the JSON report"),
+        "--save-mlflow-model": {"type": Path, "help": argparse.SUPPRESS}}, argv)  # the child that imports mlflow
     if args.save_mlflow_model:  # in a child, so the benchmark itself never maps sklearn/mlflow pages
         print(json.dumps(save_mlflow_model(args.save_mlflow_model)))
         return 0
-    report = start_report(srv.REPO)
     payloads = {name: build_payloads(name, features) for name, features in tabular_manifests(srv.MODELS).items()}
-    report |= {"notes": NOTES, "repeats": args.repeats, "rows": {
-        n: {"usable": p.rows_available, "skipped": p.rows_skipped} for n, p in payloads.items()}}
+    report = start_report(notes=NOTES, repeats=args.repeats, rows={
+        n: {"usable": p.rows_available, "skipped": p.rows_skipped} for n, p in payloads.items()})
     with tempfile.TemporaryDirectory(prefix="slimserve-tabular-") as tmp:
         print("tabular: every model in the envelope …", file=sys.stderr, flush=True)
         report["all_models"] = all_models(args, payloads, load_samples(srv.SAMPLES)[0], Path(tmp))
@@ -223,14 +220,6 @@ def main(argv: list[str] | None = None) -> int:
                 report["mlflow"]["slimserve"], *keys)) for name, keys in VERSUS.items()}
     report["goals"] = goals(report)
     write(report, args.out)
-    full = report["all_models"].get("full_core", {})
-    bar_chart(args.out.with_suffix(".png"), "slimserve, every bundled model", [
-        (f"all models, 0.1 vCPU + {args.memory_limit_mb} MB (MB)", {
-            k: pick(report, "all_models", "memory", f"{k}_mb") for k in ("peak_pss", "peak_rss")}, GOALS["memory_mb"]),
-        *((f"server p50 ms, /invocations {size}, 1 vCPU", {m.removeprefix("modelo_"): pick(
-            r, "invocations", size, "gunicorn_ms", "p50") for m, r in full.items()}, GOALS[size]) for size in SIZES),
-        ("mlflow / slimserve", pick(report, "mlflow", "ratios") or {}, GOALS["faster_x"])])
-    print("\n".join(goal_lines(report["goals"])))
     return 0
 
 
