@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -91,11 +91,11 @@ def _manifest_for(h5_path: Path, model: Any, overrides: dict[str, Any]) -> Manif
         base = {"name": _default_name(h5_path), "version": "1", "task": "image_classification",
                 "labels": ["NORMAL", "PNEUMONIA"], "input": {},
                 "activation": "sigmoid" if units == 1 else "softmax"}
-    contract = {**asdict(ImageContract(height=height or 0, width=width or 0, channels=channels or 1,
-                                       color="rgb" if channels == 3 else "grayscale")),
-                **base.get("input", {}), **{k: v for k, v in overrides.items() if k in ImageContract.__annotations__}}
+    contract = {**ImageContract(height=height or 0, width=width or 0, channels=channels or 1,
+                                color="rgb" if channels == 3 else "grayscale")._asdict(),
+                **base.get("input", {}), **{k: v for k, v in overrides.items() if k in ImageContract._fields}}
     _check_contract(contract, height, width, channels)
-    base.update({k: v for k, v in overrides.items() if k not in ImageContract.__annotations__})
+    base.update({k: v for k, v in overrides.items() if k not in ImageContract._fields})
     base["input"] = contract
     base["source"] = {"file": h5_path.name, "sha256": sha256_file(h5_path)}
     base["compiled"] = None

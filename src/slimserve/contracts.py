@@ -6,8 +6,7 @@ use these classes, so a feature is defined and validated in one place.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
 
@@ -17,8 +16,7 @@ CROPS = ("center_square", "none")
 FEATURE_TYPES = ("number", "integer", "boolean", "category")
 
 
-@dataclass(frozen=True)
-class ImageContract:
+class ImageContract(NamedTuple):
     """Exactly how an uploaded image becomes the model's input tensor."""
 
     height: int
@@ -40,8 +38,7 @@ class ImageContract:
         return (self.height, self.width, self.channels)
 
 
-@dataclass(frozen=True)
-class Feature:
+class Feature(NamedTuple):
     """One input column of a tabular model, exactly as clients must send it."""
 
     name: str
@@ -117,4 +114,4 @@ def without_unset(data: dict[str, Any]) -> dict[str, Any]:
 
 def contract_as_dict(contract: ImageContract) -> dict[str, Any]:
     """The image contract as plain data (for /models responses)."""
-    return asdict(contract)
+    return contract._asdict()

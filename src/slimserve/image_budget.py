@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import struct
 import zlib
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from slimserve.errors import PayloadTooLarge, UnprocessableEntity, UnsupportedMediaType
 
@@ -48,8 +48,7 @@ _JPEG_STANDALONE = {0x01, *range(0xD0, 0xD8)}
 _FILL_RUN = re.compile(rb"\xff{16,}")
 
 
-@dataclass(frozen=True)
-class ImageHeader:
+class ImageHeader(NamedTuple):
     """What the header promises: dimensions, plus what the working-memory estimate needs."""
 
     width: int

@@ -9,7 +9,7 @@ from __future__ import annotations
 import io
 import threading
 import warnings
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from PIL import ExifTags, Image, UnidentifiedImageError
@@ -54,8 +54,7 @@ _DECODE_SLOT = threading.Lock()
 warnings.filterwarnings("ignore", category=Image.DecompressionBombWarning)
 
 
-@dataclass(frozen=True)
-class ImageLimits:
+class ImageLimits(NamedTuple):
     """Bounds on what an upload may decode to, and how long it may wait for the decoder."""
 
     max_pixels: int = 40_000_000

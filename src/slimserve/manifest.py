@@ -14,7 +14,7 @@ import hashlib
 import json
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from marshmallow import RAISE, Schema, ValidationError, fields, post_dump, post_load, validate, validates_schema
 
@@ -51,16 +51,14 @@ SCHEMA_VERSION = 1
 TASKS = ("image_classification", "tabular_classification")
 
 
-@dataclass(frozen=True)
-class Artifact:
+class Artifact(NamedTuple):
     """A file of the model and the sha256 it had when recorded."""
 
     file: str
     sha256: str
 
 
-@dataclass(frozen=True)
-class Compiled:
+class Compiled(NamedTuple):
     """The compiled (served) artifact and the source it was compiled from."""
 
     file: str

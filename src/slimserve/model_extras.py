@@ -4,8 +4,7 @@ refusal and class-activation maps. Each names the ONNX output it relies on; all 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from marshmallow import RAISE, Schema, fields, post_dump, post_load, validate
 
@@ -14,8 +13,7 @@ from slimserve.contracts import without_unset
 CALIBRATION_METHODS = ("temperature", "platt")
 
 
-@dataclass(frozen=True)
-class Calibration:
+class Calibration(NamedTuple):
     """How the served probability was calibrated; already applied in the graph: sigmoid(scale·logit + bias)."""
 
     method: str
@@ -24,8 +22,7 @@ class Calibration:
     fitted_on: str = "val"
 
 
-@dataclass(frozen=True)
-class OutOfScope:
+class OutOfScope(NamedTuple):
     """An ONNX output scoring how unlike the training images an input is; above `threshold` it is refused."""
 
     output: str
@@ -33,8 +30,7 @@ class OutOfScope:
     statistic: str = ""
 
 
-@dataclass(frozen=True)
-class ActivationMap:
+class ActivationMap(NamedTuple):
     """An ONNX output holding a class-activation map (batch, h, w, 1) over the whole model input."""
 
     output: str

@@ -15,12 +15,10 @@ import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from flask import Flask, after_this_request, g, request
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from slimserve.config import SETTINGS
 from slimserve.errors import TooManyRequests
@@ -45,8 +43,7 @@ STORAGE_SCHEMES = frozenset({"memory", "redis", "rediss", "redis+unix"})
 _REDIS_OPTIONS = {"socket_connect_timeout": 0.5, "socket_timeout": 0.5}
 
 
-@dataclass(frozen=True)
-class Limit:
+class Limit(NamedTuple):
     """`amount` requests per `multiples` × `period`."""
 
     amount: int
@@ -79,6 +76,8 @@ def init_app(app: Flask) -> None:
     if proxies:
         # Each proxy appends the address it saw; only the last `proxies` entries are believed, so a
         # client cannot pick its own key by sending X-Forwarded-For.
+        from werkzeug.middleware.proxy_fix import ProxyFix
+
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=proxies)
     if not cfg["RATELIMIT_ENABLED"]:
         return

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,8 +29,7 @@ IMAGE_BODY_TYPES = frozenset({"multipart/form-data", "image/jpeg", "image/jpg", 
 ROUND = 6  # digits of every probability the service returns
 
 
-@dataclass(frozen=True)
-class Prediction:
+class Prediction(NamedTuple):
     """A labelled answer: one entry per input row (an image is one row)."""
 
     model: str
@@ -47,8 +45,7 @@ class Prediction:
     heatmap: Heatmap | None = None
 
 
-@dataclass(frozen=True)
-class Heatmap:
+class Heatmap(NamedTuple):
     """A PNG heatmap with the upload's aspect ratio."""
 
     png: bytes
@@ -56,8 +53,7 @@ class Heatmap:
     height: int
 
 
-@dataclass(frozen=True)
-class Request:
+class Request(NamedTuple):
     """What a route hands the service, already free of HTTP."""
 
     body: bytes
@@ -67,8 +63,7 @@ class Request:
     explain: bool = False  # add an activation heatmap (image models that export one)
 
 
-@dataclass(frozen=True)
-class ImageBatch:
+class ImageBatch(NamedTuple):
     """A batch of one image, and the upload's (width, height) after EXIF orientation."""
 
     batch: np.ndarray

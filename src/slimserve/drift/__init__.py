@@ -16,25 +16,32 @@ log = logging.getLogger(__name__)
 
 def init_app(app: Flask) -> None:
     """Monitors for the models that have a reference, the drift route, metrics and persistence."""
-    from slimserve.drift.monitor import DriftMonitor, Thresholds
-    from slimserve.drift.profile import image_statistics, profile_from_dict
-    from slimserve.drift.views import bp, drift_collector
+    from slimserve.drift.views import bp
 
     cfg = app.config
-    thresholds = Thresholds(psi_warn=cfg["DRIFT_PSI_WARN"], psi_drift=cfg["DRIFT_PSI_DRIFT"],
-                            alpha=cfg["DRIFT_ALPHA"], min_rows=cfg["DRIFT_MIN_ROWS"])
     registry = app.extensions["slimserve.registry"]
-    monitors: dict[str, DriftMonitor] = {}
+    monitors: dict[str, Any] = {}
     store_choice = (cfg.get("DRIFT_STORE") or "auto").strip().lower()
     if store_choice not in ("auto", "memory", "postgres", "off"):
         raise ValueError("SLIMSERVE_DRIFT_STORE must be auto, memory, postgres or off")
-    app.extensions["slimserve.drift"] = {"monitors": monitors, "thresholds": thresholds, "store": "off"}
+    app.extensions["slimserve.drift"] = {"monitors": monitors, "thresholds": None, "store": "off"}
     app.register_blueprint(bp)
     if store_choice == "off":
         return
-    for name, entry in registry.entries.items():
-        if entry.manifest.drift_reference:
-            monitors[name] = DriftMonitor(profile_from_dict(entry.manifest.drift_reference), cfg["DRIFT_WINDOW"])
+    referenced = [name for name, entry in registry.entries.items() if entry.manifest.drift_reference]
+    if not referenced:  # e.g. the X-ray model alone: the monitoring code is not even imported
+        app.extensions["slimserve.drift"]["store"] = "memory"
+        return
+    from slimserve.drift.monitor import DriftMonitor, Thresholds
+    from slimserve.drift.profile import image_statistics, profile_from_dict
+    from slimserve.drift.views import drift_collector
+
+    thresholds = Thresholds(psi_warn=cfg["DRIFT_PSI_WARN"], psi_drift=cfg["DRIFT_PSI_DRIFT"],
+                            alpha=cfg["DRIFT_ALPHA"], min_rows=cfg["DRIFT_MIN_ROWS"])
+    app.extensions["slimserve.drift"]["thresholds"] = thresholds
+    for name in referenced:
+        monitors[name] = DriftMonitor(profile_from_dict(registry.entries[name].manifest.drift_reference),
+                                      cfg["DRIFT_WINDOW"])
 
     def observe(entry, inputs: Any, probabilities) -> None:
         monitor = monitors.get(entry.manifest.name)

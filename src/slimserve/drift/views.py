@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from flask import Blueprint, current_app
 
-from slimserve.drift.monitor import STATUSES, DriftMonitor, Thresholds
-from slimserve.drift.schemas import DriftReportSchema
 from slimserve.errors import NotFound
 from slimserve.registry import ModelRegistry
 from slimserve.views.context import registry
 
+if TYPE_CHECKING:
+    from slimserve.drift.monitor import DriftMonitor, Thresholds
+
 bp = Blueprint("drift", __name__)
-_report_schema = DriftReportSchema()
 
 
 @bp.get("/models/<name>/drift")
@@ -28,7 +30,9 @@ def model_drift(name: str):
     if monitor is None:
         raise NotFound("this model has no drift reference in its manifest (or drift monitoring is off)",
                        code="drift_not_available")
-    return _report_schema.dump({"model": entry.manifest.name, "version": entry.manifest.version,
+    from slimserve.drift.schemas import DriftReportSchema  # a monitor exists, so its modules are loaded
+
+    return DriftReportSchema().dump({"model": entry.manifest.name, "version": entry.manifest.version,
                                 "store": state["store"], **monitor.report(state["thresholds"])})
 
 
@@ -38,6 +42,8 @@ def drift_collector(models: ModelRegistry, monitors: dict[str, DriftMonitor], th
     class DriftCollector:
         def collect(self):
             from prometheus_client.core import GaugeMetricFamily  # built with the other metrics, on first need
+
+            from slimserve.drift.monitor import STATUSES
 
             psi = GaugeMetricFamily("slimserve_drift_psi", "PSI of the window against the training reference",
                                     labels=["model", "version", "feature"])

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import NamedTuple, Protocol, runtime_checkable
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class RuntimeOptions:
+class RuntimeOptions(NamedTuple):
     """Execution settings shared by all runtimes."""
 
     # One thread and no spinning: under a 0.1 vCPU quota a spinning pool burns the whole budget.
