@@ -157,6 +157,7 @@ def init_request_id(app: Flask) -> None:
 
     @app.before_request
     def _assign() -> None:
-        incoming = request.headers.get("X-Request-ID", "")
+        # From the WSGI environ: werkzeug's Headers.get raises and catches an exception for a missing header.
+        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
         g.request_id = incoming if _REQUEST_ID.match(incoming) else os.urandom(16).hex()  # as random as uuid4
         g.started = time.perf_counter()  # the audit's latency starts here

@@ -110,7 +110,7 @@ def init_app(app: Flask) -> None:
             route=req.url_rule.rule if req.url_rule else None, status=response.status_code,
             latency_ms=(time.perf_counter() - started) * 1000 if started is not None else None,
             input_sha256=hashing.hexdigest() if hashing else None,
-            patient=patient_ref(audit_key, req.headers.get("X-Patient-ID")))
+            patient=patient_ref(audit_key, req.environ.get("HTTP_X_PATIENT_ID")))  # Headers.get raises when absent
         try:
             submit(sink, record)
         except Exception:  # the audit must never fail a prediction; the log says it could not be written
