@@ -82,3 +82,44 @@ def test_a_turn_accepts_at_most_a_batch(listener):
     assert all(map(answered, clients))  # the rest on the next turn
     for client in clients:
         client.close()
+
+
+class Finished:
+    """A request thread's future that completed and asks to keep the connection open."""
+
+    def __init__(self, conn) -> None:
+        self.conn, self.prediction = conn, False
+
+    def cancelled(self) -> bool:
+        return False
+
+    def exception(self) -> None:
+        return None
+
+    def result(self) -> tuple[bool]:
+        return (True,)
+
+
+@pytest.mark.parametrize("pipelined", [False, True])
+def test_a_kept_alive_connection_is_dispatched_once_even_when_the_loop_reads_it_first(pipelined):
+    # The pool thread re-registers the socket (_watch); from then on the loop thread may read the next request
+    # and dispatch it. If the thread looked at the buffer only after _watch, it dispatched that request as well.
+    from slimserve.wire import Conn
+
+    worker = loop_only_worker([])
+    dispatched: list[str] = []
+    worker._advance = lambda conn, had_head: dispatched.append("thread")
+    server, client = socket.socketpair()
+    with server, client:
+        conn = Conn(server, ("127.0.0.1", 1), ("127.0.0.1", 2), worker.limits)
+        # The answered request; with `pipelined`, the next one came in the same packet.
+        conn.buffer.feed(HEALTH + HEALTH if pipelined else HEALTH)
+
+        def watch_and_let_the_loop_win(watched) -> None:
+            if not pipelined:  # the loop thread reads the next request at once and dispatches it itself
+                watched.buffer.feed(HEALTH)
+                dispatched.append("loop")
+
+        worker._watch = watch_and_let_the_loop_win
+        worker.finish_request(Finished(conn))
+    assert dispatched == (["thread"] if pipelined else ["loop"])
