@@ -159,3 +159,13 @@ def test_the_tensorflow_runtime_serves_the_multi_output_graph_like_onnx(manifest
     paths = sorted(SAMPLES.glob("*.jpeg"))[:4]
     batch = np.concatenate([image_to_input(path.read_bytes(), manifest.input, ImageLimits()) for path in paths])
     np.testing.assert_allclose(baseline.predict(batch), runtime.predict(batch), atol=1e-4)
+
+
+def test_asking_for_some_outputs_gives_those_with_the_same_values(manifest, runtime):
+    # The service asks for the activation map only with `explain`: the other outputs must not change.
+    batch = image_to_input(encoded(Image.new("L", (300, 300), 120)), manifest.input, ImageLimits())
+    every = runtime.predict_named(batch)
+    some = runtime.predict_named(batch, ["probability", "ood_distance"])
+    assert set(every) == {"probability", "ood_distance", "cam"} and set(some) == {"probability", "ood_distance"}
+    for name in some:
+        np.testing.assert_allclose(some[name], every[name], rtol=1e-6)

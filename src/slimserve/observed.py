@@ -49,9 +49,9 @@ class ObservedRuntime:
         self._notify(inputs, probabilities)
         return probabilities
 
-    def predict_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output by name (image models with extra outputs); observers see what will be answered."""
-        outputs = self.inner.predict_named(batch)
+    def predict_named(self, batch: np.ndarray, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """Outputs by name (image models with extra outputs); observers see what will be answered."""
+        outputs = self.inner.predict_named(batch, names)
         manifest = self.entry.manifest
         if self.observers and not is_out_of_scope(manifest, outputs):  # a refused image gets no prediction
             raw = outputs[manifest.onnx.get("probabilities_output") or next(iter(outputs))]

@@ -157,7 +157,11 @@ class PredictionService:
         manifest = entry.manifest
         if manifest.ood is None and not explain:
             return entry.runtime.predict(image.batch), None
-        outputs = entry.runtime.predict_named(image.batch)
+        # Only what this answer needs: the activation map is a whole extra output, fetched for `explain` alone.
+        names = [manifest.onnx["probabilities_output"]] + [extra.output for extra, wanted in
+                                                            ((manifest.ood, True), (manifest.cam, explain))
+                                                            if extra is not None and wanted]
+        outputs = entry.runtime.predict_named(image.batch, names)
         if is_out_of_scope(manifest, outputs):
             raise UnprocessableEntity("this image does not look like a frontal chest X-ray, so no prediction "
                                       "was made", code="not_a_chest_xray", field="file")

@@ -57,9 +57,10 @@ class OnnxRuntime:
         (raw,) = self._session.run(self._outputs, feed)
         return to_class_probabilities(raw, self.manifest.activation)
 
-    def predict_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the graph by name (probability, and e.g. `ood_distance` and `cam`) for an image batch."""
+    def predict_named(self, batch: np.ndarray, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The graph's outputs by name (probability, and e.g. `ood_distance` and `cam`) for an image batch:
+        those in `names`, else all of them."""
         if self._session is None:
             raise RuntimeError("runtime not loaded")
-        names = self._output_names  # read once at load: get_outputs() builds new objects on every call
+        names = names or self._output_names  # read once at load: get_outputs() builds new objects on every call
         return dict(zip(names, self._session.run(names, {self._input_name: batch}), strict=True))

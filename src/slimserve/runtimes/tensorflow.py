@@ -55,12 +55,13 @@ class TensorflowRuntime:
         raw = self.predict_named(batch)[wanted] if wanted else np.asarray(self._model(batch, training=False))
         return to_class_probabilities(raw, self.manifest.activation)
 
-    def predict_named(self, batch: np.ndarray) -> dict[str, np.ndarray]:
-        """Every output of the model by name, as ONNX Runtime names them (the Keras output names)."""
+    def predict_named(self, batch: np.ndarray, names: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The model's outputs by name, as ONNX Runtime names them (the Keras output names): those in `names`,
+        else all of them (Keras computes them all either way)."""
         if self._model is None:
             raise RuntimeError("runtime not loaded")
         raw = self._model(batch, training=False)
-        if isinstance(raw, dict):
-            return {name: np.asarray(value) for name, value in raw.items()}
-        values = raw if isinstance(raw, list | tuple) else [raw]
-        return {name: np.asarray(value) for name, value in zip(self._model.output_names, values, strict=True)}
+        if not isinstance(raw, dict):
+            values = raw if isinstance(raw, list | tuple) else [raw]
+            raw = dict(zip(self._model.output_names, values, strict=True))
+        return {name: np.asarray(value) for name, value in raw.items() if not names or name in names}
