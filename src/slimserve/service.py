@@ -158,9 +158,11 @@ class PredictionService:
         if manifest.ood is None and not explain:
             return entry.runtime.predict(image.batch), None
         # Only what this answer needs: the activation map is a whole extra output, fetched for `explain` alone.
-        names = [manifest.onnx["probabilities_output"]] + [extra.output for extra, wanted in
-                                                            ((manifest.ood, True), (manifest.cam, explain))
-                                                            if extra is not None and wanted]
+        names = [manifest.onnx["probabilities_output"]]
+        if manifest.ood is not None:
+            names.append(manifest.ood.output)
+        if explain and manifest.cam is not None:
+            names.append(manifest.cam.output)
         outputs = entry.runtime.predict_named(image.batch, names)
         if is_out_of_scope(manifest, outputs):
             raise UnprocessableEntity("this image does not look like a frontal chest X-ray, so no prediction "

@@ -30,7 +30,7 @@ def init_app(app: Flask) -> None:
         return
     referenced = [name for name, entry in registry.entries.items() if entry.manifest.drift_reference]
     if not referenced:  # e.g. the X-ray model alone: the monitoring code is not even imported
-        app.extensions["slimserve.drift"]["store"] = "memory"
+        app.extensions["slimserve.drift"]["store"] = _persistence(app, store_choice, monitors)
         return
     from slimserve.drift.monitor import DriftMonitor, Thresholds
     from slimserve.drift.profile import image_statistics, profile_from_dict

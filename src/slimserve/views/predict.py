@@ -119,25 +119,27 @@ def read_multipart() -> tuple[bytes, str | None]:
     length, boundary = request.content_length, request.mimetype_params.get("boundary", "")
     # Small forms are read whole and taken apart without werkzeug's parser when they have the plain shape;
     # larger ones stream through werkzeug into a spooled file, so a big upload is not held once more here.
-    if length is not None and length <= FAST_FORM_BYTES and boundary.isascii():
+    if length is None or length > FAST_FORM_BYTES or not boundary.isascii():
+        data, filename = only_file(request.files, request.form)
+    else:
         body = read_body()
-        single = single_file_part(body, boundary.encode())
-        if single is not None:
-            if not single[0]:
-                raise BadRequest("the uploaded file is empty", code="empty_file", field="file")
-            return single
-        _, form, files = request.make_form_data_parser().parse(io.BytesIO(body), request.mimetype, len(body),
-                                                                request.mimetype_params)
-        try:
-            return only_file(files, form)
-        finally:  # not the request's own: werkzeug would not close them at teardown
-            for _, storage in files.items(multi=True):
-                storage.close()
-    return only_file(request.files, request.form)
+        found = single_file_part(body, boundary.encode())
+        if found is None:
+            _, form, files = request.make_form_data_parser().parse(io.BytesIO(body), request.mimetype, len(body),
+                                                                    request.mimetype_params)
+            try:
+                found = only_file(files, form)
+            finally:  # not the request's own: werkzeug would not close them at teardown
+                for _, storage in files.items(multi=True):
+                    storage.close()
+        data, filename = found
+    if not data:
+        raise BadRequest("the uploaded file is empty", code="empty_file", field="file")
+    return data, filename
 
 
 def only_file(files: MultiDict, form: MultiDict) -> tuple[bytes, str | None]:
-    """The data and name of the one `file` part among a parsed form's parts; every other part is an error."""
+    """The data (maybe empty) and name of the one `file` part of a parsed form; every other part is an error."""
     parts = {key: files.getlist(key) for key in files}
     for key in form:
         parts.setdefault(key, []).extend(form.getlist(key))
@@ -153,10 +155,7 @@ def only_file(files: MultiDict, form: MultiDict) -> tuple[bytes, str | None]:
     upload = parts["file"][0]
     if isinstance(upload, str):
         raise BadRequest("`file` must be a file part, not a text field", code="missing_file", field="file")
-    data = upload.read()
-    if not data:
-        raise BadRequest("the uploaded file is empty", code="empty_file", field="file")
-    return data, upload.filename
+    return upload.read(), upload.filename
 
 
 def single_file_part(body: bytes, boundary: bytes) -> tuple[bytes, str | None] | None:
@@ -181,8 +180,8 @@ def single_file_part(body: bytes, boundary: bytes) -> tuple[bytes, str | None] |
     head = body[start:head_end]
     lines = head.split(b"\r\n")
     # Bare CR or LF, folded lines or a second Content-Disposition: werkzeug's rules, not this fast path.
-    if b"\r" in head.replace(b"\r\n", b"") or b"\n" in head.replace(b"\r\n", b"") or any(
-            line[:1] in (b" ", b"\t") for line in lines):
+    unbroken = head.replace(b"\r\n", b"")
+    if b"\r" in unbroken or b"\n" in unbroken or any(line[:1] in (b" ", b"\t") for line in lines):
         return None
     try:
         dispositions = [value for name, _, value in (line.decode().partition(":") for line in lines)
