@@ -12,7 +12,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from scripts.bench import server as srv
@@ -31,7 +31,8 @@ NOTES = [
     "cpu_ms_per_predict (judged): slimserve and the bare app serve side by side, each in 0.1 vCPU + 256 MB, and "
     "take turns in blocks of back-to-back /predict; each block's CPU (cpuacct) / requests, the median of the "
     "per-block differences is over_bare (a drifting machine shifts both sides of a pair alike). The runs' own "
-    "cpu_ms_per_predict is one series each; variants compare theirs with slimserve_envelope's (noisy). "
+    "cpu_ms_per_predict is one series each. Variants (--variant) serve beside them and take the same turns; "
+    "their over_default_ms is the median per-block difference from slimserve's default. "
     "Throughput runs on one full core.",
 ]
 PACE, CLIENTS, PER_CLIENT = 0.3, 4, 150  # the paced series' pause (s); throughput's clients and requests each
@@ -47,8 +48,6 @@ class RunSpec:
     requests: int = 0  # back-to-back /predict after the cold start: latency and CPU ms per /predict
     app: str | None = None  # the bare reference instead of slimserve
     runtime: str = "onnx"
-    env: dict[str, str] = field(default_factory=dict)  # a variant's overrides
-    headers: tuple[tuple[str, str], ...] = ()
     full: bool = False  # also a paced series and throughput on one full core
     timeout: float = 120.0
 
@@ -71,14 +70,6 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
         runs += [run(f"slimserve_envelope_cold_{n}", requests=0),
                  run(f"bare_envelope_cold_{n}", app=BARE_APP, requests=0)]
     runs.append(run("slimserve_unlimited", None, None))
-    model = json.loads(args.model_path.with_name("manifest.json").read_text())["name"]
-    for name, env in args.variant:
-        headers: tuple[tuple[str, str], ...] = ()
-        if env.get("SLIMSERVE_API_KEYS") == "auto":  # a fresh key for the model, sent by the client
-            argv = [sys.executable, "-m", "slimserve", "keys", "create", "--name", "bench", "--models", model]
-            created = json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout)
-            env, headers = {**env, "SLIMSERVE_API_KEYS": created["entry"]}, (("X-API-Key", created["key"]),)
-        runs.append(run(f"variant_{name}", env=env, headers=headers))
     if not args.skip_baseline:
         tf = functools.partial(run, runtime="tensorflow", timeout=240.0)
         runs += [tf("tf_envelope"),  # stalls at the limit or is OOM-killed
@@ -89,10 +80,9 @@ def plan(args: argparse.Namespace) -> list[RunSpec]:
 
 def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
     """One fresh server under `spec`: cold start, then the series it asks for."""
-    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path, "", spec.env,
-                           spec.app, spec.runtime)
-    uploads = [u._replace(headers=spec.headers) for u in uploads]
-    out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})", "env": spec.env}
+    server = srv.slimserve(spec.label, workdir, spec.cpu_quota_us, spec.memory_limit, args.model_path, app=spec.app,
+                           runtime=spec.runtime)
+    out: dict = {"server": "bare" if spec.app else f"slimserve ({spec.runtime})"}
     with srv.serving(server, out):
         out["cold_start_s"] = srv.cold_starts(server, [("first_health_200", "GET", "/health", None), (
             "first_predict_200", "POST", "/predict", uploads[0])], spec.timeout)
@@ -116,35 +106,54 @@ def run_once(spec: RunSpec, args: argparse.Namespace, uploads: list[Upload], wor
     return out
 
 
+def variant_env(model: str, env: dict[str, str]) -> tuple[dict[str, str], tuple[tuple[str, str], ...]]:
+    """A variant's env and the headers its clients send: SLIMSERVE_API_KEYS=auto makes a fresh key for `model`."""
+    if env.get("SLIMSERVE_API_KEYS") != "auto":
+        return env, ()
+    argv = [sys.executable, "-m", "slimserve", "keys", "create", "--name", "bench", "--models", model]
+    created = json.loads(subprocess.run(argv, capture_output=True, check=True, timeout=60).stdout)
+    return {**env, "SLIMSERVE_API_KEYS": created["entry"]}, (("X-API-Key", created["key"]),)
+
+
 def paired_cpu(args: argparse.Namespace, uploads: list[Upload], workdir: Path) -> dict:
-    """slimserve and the bare app side by side in the envelope, taking turns in blocks: CPU ms per /predict."""
-    servers = {name: srv.slimserve(f"paired_{name}", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path, app=app)
-               for name, app in (("slimserve", None), ("bare", BARE_APP))}
+    """slimserve, the bare app and each variant side by side in the envelope, taking turns in blocks: CPU ms per
+    /predict."""
+    model = json.loads(args.model_path.with_name("manifest.json").read_text())["name"]
+    sides = {"slimserve": (None, {}, ()), "bare": (BARE_APP, {}, ()),
+             **{f"variant_{name}": (None, *variant_env(model, env)) for name, env in args.variant}}
+    servers = {name: srv.slimserve(f"paired_{name}", workdir, TENTH_VCPU, ENVELOPE_MEMORY, args.model_path, "", env,
+                                   app) for name, (app, env, _) in sides.items()}
+    sent = {name: [u._replace(headers=headers) for u in uploads] for name, (_, _, headers) in sides.items()}
     out: dict = {"blocks": args.cpu_blocks, "requests_per_block": args.cpu_block_requests, "servers": {}}
     blocks: dict[str, list[float]] = {name: [] for name in servers}
     with contextlib.ExitStack() as stack:
         for name, server in servers.items():
-            stack.enter_context(srv.serving(server, out["servers"].setdefault(name, {})))
+            stack.enter_context(srv.serving(server, out["servers"].setdefault(name, {"env": sides[name][1]})))
         for name, server in servers.items():
-            started = srv.cold_starts(server, [("first_predict_200", "POST", "/predict", uploads[0])], 120.0)
+            started = srv.cold_starts(server, [("first_predict_200", "POST", "/predict", sent[name][0])], 120.0)
             if started["outcome"] != "ok":
                 return out | {"outcome": f"{name}: {started['observed']}"}
-            server.timed("/predict", uploads, 1, access_log=False, warmup=5)  # first-use work is not per request
+            server.timed("/predict", sent[name], 1, access_log=False, warmup=5)  # first-use work is not per request
         for block in range(args.cpu_blocks):
-            order = list(servers) if block % 2 == 0 else list(servers)[::-1]
-            for name in order:
-                series = servers[name].timed("/predict", uploads, args.cpu_block_requests, access_log=False, warmup=0)
+            for name in list(servers) if block % 2 == 0 else list(servers)[::-1]:
+                series = servers[name].timed("/predict", sent[name], args.cpu_block_requests, access_log=False,
+                                             warmup=0)
                 blocks[name].append(series["cpu_ms_per_request"])
     return out | {"outcome": "ok"} | compare_blocks(blocks)
 
 
 def compare_blocks(blocks: dict[str, list[float]]) -> dict:
-    """Per-block CPU ms of slimserve and the bare app, paired by block: each side's median, and the median
-    (and range) of slimserve − bare over the pairs."""
-    differences = [a - b for a, b in zip(blocks["slimserve"], blocks["bare"], strict=True)]
+    """Per-block CPU ms of each server, paired by block: each one's median, the median (and range) of slimserve −
+    bare over the pairs, and of each variant − slimserve."""
+    def over(a: str, b: str) -> list[float]:
+        return [x - y for x, y in zip(blocks[a], blocks[b], strict=True)]
+
+    differences = over("slimserve", "bare")
     return {"per_block_ms": blocks, **{name: round(statistics.median(values), 3) for name, values in blocks.items()},
             "over_bare": round(statistics.median(differences), 3),
-            "over_bare_range": [round(min(differences), 3), round(max(differences), 3)]}
+            "over_bare_range": [round(min(differences), 3), round(max(differences), 3)],
+            "variants_over_default": {name.removeprefix("variant_"): round(statistics.median(
+                over(name, "slimserve")), 3) for name in blocks if name.startswith("variant_")}}
 
 
 def summarize(report: dict) -> None:
@@ -164,11 +173,9 @@ def summarize(report: dict) -> None:
     report["cpu_ms_per_predict"] = {k: paired.get(k) for k in ("slimserve", "bare", "over_bare")} | {
         "ratio": ratio(paired.get("slimserve"), paired.get("bare"), 3),
         "single_series": {**cpu, "over_bare": difference(cpu["slimserve"], cpu["bare"])}}
-    report["variants"] = {label.removeprefix("variant_"): {
-        "env": run["env"], "cold_start_s": pick(run, "cold_start_s", "first_predict_200"),
-        "cpu_ms_per_predict": run.get("cpu_ms_per_predict"),
-        "over_default_ms": difference(run.get("cpu_ms_per_predict"), cpu["slimserve"])}
-        for label, run in runs.items() if label.startswith("variant_")}
+    report["variants"] = {name: {"env": pick(paired, "servers", f"variant_{name}", "env"), "cpu_ms_per_predict":
+                                 paired.get(f"variant_{name}"), "over_default_ms": over}
+                          for name, over in paired.get("variants_over_default", {}).items()}
     values = {k: pick(pair["slimserve"], "memory", k) for k in ("peak_pss_mb", "peak_rss_mb")} | {
         "cold_start_s": cold["slimserve"], "p50_ms": pick(pair["slimserve"], "latency", "client_ms", "p50"),
         "cold_start_ratio": report["cold_start_ratio"], "cpu_over_bare_ms": report["cpu_ms_per_predict"]["over_bare"]}
@@ -188,8 +195,8 @@ OPTIONS = {
     "--cpu-blocks": (10, "blocks per server in the side-by-side CPU comparison (0: none)"),
     "--cpu-block-requests": (20, "back-to-back /predict per block"), "--skip-baseline": (False, "no TensorFlow runs"),
     "--variant": {"type": parse_variant, "action": "append", "default": [], "metavar": "NAME:ENV=VAL[,ENV=VAL]",
-                  "help": "an extra slimserve run with env overrides, reported as CPU ms per /predict vs the default "
-                          "(SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)"},
+                  "help": "one more slimserve with env overrides in the side-by-side blocks: CPU ms per /predict vs "
+                          "the default (SLIMSERVE_API_KEYS=auto: a fresh key for the model, sent as X-API-Key)"},
     "--out": (srv.REPO / "artifacts" / "bench" / "envelope.json", "the JSON report")}
 
 
