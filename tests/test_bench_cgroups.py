@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from scripts.bench.client import file_part, form
-from scripts.bench.envelope import compare_blocks, parse_variant, summarize
+from scripts.bench.envelope import compare_blocks, main, parse_variant, summarize
 from scripts.bench.report import judge, pick, ratio
 from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed, parse_smaps_rollup, stats
 from scripts.bench.server import access_log_lines
@@ -236,3 +236,8 @@ def test_access_log_lines_give_path_status_and_gunicorn_ms():
              '127.0.0.1 "POST /predict HTTP/1.1" 503 9 1ms rid=c']
     assert access_log_lines(lines) == [("/ready", 200, 0.812), ("/models/heart_failure/invocations", 422, 1.234),
                                        ("/predict", 503, None)]
+
+
+def test_variants_without_side_by_side_blocks_are_refused_not_dropped():
+    with pytest.raises(SystemExit, match="--variant needs --cpu-blocks"):
+        main(["--cpu-blocks", "0", "--variant", "noaudit:SLIMSERVE_AUDIT_SINK=off"])

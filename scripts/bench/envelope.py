@@ -204,6 +204,8 @@ def main(argv: list[str] | None = None) -> int:
     """Run every planned run, then write the JSON."""
     args = options(__doc__, OPTIONS, argv)
     args.model_path = args.model_path.resolve()
+    if args.variant and not args.cpu_blocks:  # variants are measured only in the side-by-side blocks
+        raise SystemExit("envelope: --variant needs --cpu-blocks > 0")
     if not args.model_path.with_suffix(".onnx").is_file():
         raise SystemExit(f"envelope: need {args.model_path.with_suffix('.onnx')} (python -m slimserve compile)")
     uploads = load_samples(srv.SAMPLES)
