@@ -14,7 +14,7 @@ import pytest
 from scripts.bench.client import file_part, form
 from scripts.bench.envelope import compare_blocks, main, parse_variant, summarize
 from scripts.bench.report import judge, pick, ratio
-from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed, parse_smaps_rollup, stats
+from scripts.bench.sandbox import Sandbox, controller_path, parse_flat_keyed, parse_smaps_rollup, sampling, stats
 from scripts.bench.server import access_log_lines
 
 pytestmark = pytest.mark.bench
@@ -53,6 +53,12 @@ def test_smaps_rollup_fields_are_parsed_to_bytes():
 
 def test_smaps_rollup_header_line_is_ignored():
     assert "55d0c3a00000-7ffd5a3f4000 ---p 00000000 00" not in parse_smaps_rollup(SMAPS_ROLLUP)
+
+
+def test_memory_peak_is_sampled_before_a_fast_block_runs():
+    with sampling(lambda: [os.getpid()], interval=60.0) as peak:
+        seen = dict(peak)  # long before the thread's first tick
+    assert seen["rss"] > 1 << 20 and seen["pss"] > 0
 
 
 @pytest.mark.parametrize("values", [[7.0], [3.0, 1.0], [5.0, 1.0, 4.0, 2.0, 3.0], [0.1 * i * i for i in range(50)]])

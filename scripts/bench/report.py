@@ -64,7 +64,8 @@ def start_report(**facts: Any) -> dict[str, Any]:
     return {"command": shlex.join([sys.executable, *sys.argv]), "started": time.monotonic(), "machine": {
         "cpu_model": cpu, "nproc": os.cpu_count(), "kernel": platform.release(), "root": os.geteuid() == 0,
         "python": platform.python_version(), "packages": {p: packages[p] for p in PACKAGES if p in packages},
-        "git_commit": git("rev-parse", "HEAD"), "git_dirty": bool(git("status", "--porcelain")),
+        "git_commit": git("rev-parse", "HEAD"),  # reports written by an earlier benchmark do not make it dirty
+        "git_dirty": bool(git("status", "--porcelain", "--", ".", ":!artifacts/bench")),
         "loadavg_at_start": [round(x, 2) for x in os.getloadavg()], "cpu_probe_ms_at_start": cpu_probe_ms(),
         "timestamp": dt.datetime.now(dt.UTC).isoformat(timespec="seconds")}} | facts
 
