@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import http.server
 import io
 import json
+import multiprocessing
+import signal
 import socket
+import sys
 import threading
 from pathlib import Path
 
 import pytest
 from PIL import Image
 
-from scripts.bench.client import Job, Outcome, Upload, background, exchange, retry_pause, statuses
+from scripts.bench.client import Job, Outcome, Upload, background, exchange, in_processes, retry_pause, statuses
 from scripts.bench.corpus import corpus, jpeg_promising, png
 from scripts.bench.reliability import goals, is_5xx_failure, log_statuses
 
@@ -219,3 +223,31 @@ def test_background_clients_cycle_their_bodies_honour_retry_after_and_stop_at_th
         found = background(listener.getsockname()[1], [Job("c", "/x", bodies, count=4)], seconds=10)["c"]
     assert [o.status for o in found] == [200, 503, 200, 200] and seen == [b"a", b"b", b"a", b"b"]
     assert found[0].inference_ms == 2.0 and statuses(found) == {"200": 3, "503": 1}
+
+
+class _Ok(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args) -> None:
+        pass
+
+
+def test_client_processes_answer_and_exit_under_the_reports_sigterm_handler():
+    # start_report makes SIGTERM raise SystemExit; pool workers that inherited it once hung the pool's exit.
+    previous = signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Ok)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        for _ in range(3):
+            groups = [[Job(f"g{n}", "/health", (), 0.05, 5.0)] for n in range(4)]
+            found = in_processes(server.server_address[1], groups, 0.3)
+            assert sorted(found) == ["g0", "g1", "g2", "g3"]
+            assert all(outcomes and {o.status for o in outcomes} == {200} for outcomes in found.values())
+            assert multiprocessing.active_children() == []
+    finally:
+        server.shutdown()
+        server.server_close()
+        signal.signal(signal.SIGTERM, previous)
