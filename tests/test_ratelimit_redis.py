@@ -1,4 +1,5 @@
-"""Rate limits in a real Redis (Debian's `redis-server`, installed, started and stopped by these tests)."""
+"""Rate limits in shared storage: a real Redis (Debian's `redis-server`, installed, started and stopped by these
+tests), the Redis client's settings and the back-off when the storage fails."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from pathlib import Path
 import pytest
 import redis
 
+from slimserve import ratelimit_counters
+from slimserve.ratelimit import parse_limits
 from tests.conftest import image_bytes
 from tests.test_http_errors import assert_error
 from tests.test_ratelimit import limited_app
@@ -138,3 +141,40 @@ def test_an_unreachable_redis_at_start_up_does_not_stop_predictions(model_path, 
     client = limited_app(model_path, fake_runtimes, RATELIMIT_STORAGE_URI=url,
                          RATE_LIMIT_PREDICT="5/minute").test_client()
     assert {predict(client).status_code for _ in range(3)} == {200}
+
+
+def test_a_failing_shared_storage_is_retried_after_a_growing_back_off(monkeypatch):
+    class Flaky:
+        """A shared store that fails until `up`, then counts 1."""
+
+        def __init__(self) -> None:
+            self.up, self.calls = False, 0
+
+        def incr(self, key: str, seconds: int) -> tuple[int, float]:
+            self.calls += 1
+            if not self.up:
+                raise ConnectionError("redis is down")
+            return 1, time.time() + seconds
+
+    now = [1000.0]
+    monkeypatch.setattr(ratelimit_counters.time, "monotonic", lambda: now[0])
+    counters = ratelimit_counters.Counters("memory://")
+    counters.shared = flaky = Flaky()
+    limit = parse_limits("2/minute")[0]
+    assert [counters.hit(limit, "ip:a", "predict") for _ in range(2)] == [0, 0]  # counted in memory meanwhile
+    assert flaky.calls == 1  # tried once, then left alone for the back-off (1 s)
+    now[0] += 1.0
+    counters.hit(limit, "ip:a", "predict")
+    assert flaky.calls == 2  # tried again, failed again: next wait is 2 s
+    now[0] += 1.0
+    counters.hit(limit, "ip:a", "predict")
+    assert flaky.calls == 2
+    now[0] += 1.0
+    flaky.up = True
+    assert counters.hit(limit, "ip:a", "predict") == 0 and flaky.calls == 3  # back in the shared storage
+
+
+def test_a_redis_unix_socket_uri_reaches_the_client_as_a_socket_path():
+    counters = ratelimit_counters.RedisCounters("redis+unix:///run/redis/redis.sock?db=2", {"socket_timeout": 0.5})
+    kwargs = counters.client.connection_pool.connection_kwargs  # built without connecting
+    assert kwargs["path"] == "/run/redis/redis.sock" and kwargs["db"] == 2 and kwargs["socket_timeout"] == 0.5
