@@ -146,7 +146,8 @@ def background(port: int, jobs: list[Job], main: Callable[[], object] | None = N
 def in_processes(port: int, groups: list[list[Job]], seconds: float) -> dict[str, list[Outcome]]:
     """`background` for `seconds`, each group of jobs in a process of its own (129 threads in one would measure its
     GIL). The workers end by the pool's sentinel, not its SIGTERM: one that met the SIGTERM handler inherited from
-    `start_report` could stay blocked in the queue's lock and the pool's exit wait for it forever."""
+    `start_report` could stay blocked in the queue's lock and the pool's exit wait for it forever. Should the pool
+    still terminate them (a job raised), their SIGTERM is the default and ends them."""
     with multiprocessing.get_context("fork").Pool(len(groups), signal.signal, (signal.SIGTERM, signal.SIG_DFL)) as pool:
         found = pool.starmap(background, [(port, jobs, functools.partial(time.sleep, seconds)) for jobs in groups])
         pool.close()
